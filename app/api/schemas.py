@@ -1,0 +1,71 @@
+"""Request and response bodies of the gateway's static routes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    login: str = Field(
+        min_length=3,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$",
+        description="3-64 characters: letters, digits, '.', '_', '@' or '-'.",
+        examples=["ada"],
+    )
+    password: str = Field(
+        min_length=8, max_length=256, description="8-256 characters.", examples=["correct horse"]
+    )
+
+
+class UserOut(BaseModel):
+    login: str
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int = Field(description="Seconds until the token expires.")
+
+
+class ModelOut(BaseModel):
+    name: str
+    request_type: str = Field(description="Full name of the request protobuf message.")
+    response_type: str = Field(description="Full name of the response protobuf message.")
+    instances: int = Field(description="Live instances (replicas) consuming the queue.")
+    queue_length: int | None = Field(
+        description="Tasks waiting in the model's queue (null if RabbitMQ did not answer)."
+    )
+    description: str
+
+
+class TaskAccepted(BaseModel):
+    task_id: str
+    status: str = "pending"
+
+
+class TaskDocument(BaseModel):
+    task_id: str
+    model: str
+    status: str = Field(description="pending, running, succeeded or failed.")
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+    error: str | None
+    error_code: str | None
+    result: dict[str, object] | None = Field(
+        description="The response message in proto3 JSON form, once succeeded."
+    )
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="A stable, machine-readable code.")
+    detail: object = Field(description="What went wrong, for a human.")
+
+
+class HealthOut(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,224 @@
+"""RabbitMQ: connections, the queue topology of a model, and the gateway's confirmed publisher.
+
+Topology of model `m` (all durable, on the default exchange):
+    m            the work queue; a rejected message dead-letters to `m.dlq`
+    m.dlq        tasks that failed for good and messages that could not be decoded
+    m.retry.N    a waiting room for attempt N+1: messages sit there for their backoff, then
+                 dead-letter back into `m` (no in-process sleep holds a prefetch slot)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractQueue,
+    AbstractRobustConnection,
+    DeliveryMode,
+)
+from aio_pika.exceptions import AMQPError, DeliveryError
+
+logger = logging.getLogger(__name__)
+
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    AMQPError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+class BrokerError(RuntimeError):
+    """RabbitMQ could not be reached, or did not confirm a publish."""
+
+
+class QueueMissing(BrokerError):
+    """The broker returned a message because no queue of that name exists."""
+
+
+@dataclass(frozen=True)
+class QueueNames:
+    work: str
+    dead_letter: str
+
+    @classmethod
+    def for_model(cls, model: str) -> QueueNames:
+        return cls(work=model, dead_letter=f"{model}.dlq")
+
+    def retry(self, attempt: int) -> str:
+        return f"{self.work}.retry.{attempt}"
+
+
+async def connect(url: str, *, attempts: int, delay_s: float) -> AbstractRobustConnection:
+    """Open a robust connection, trying `attempts` times before giving up.
+
+    aio-pika's robust connection reconnects by itself once established, but its first
+    connect fails at once when the broker is down; this covers the start-up race.
+
+    Raises:
+        BrokerError: every attempt failed.
+    """
+    last: BaseException | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return await aio_pika.connect_robust(url, timeout=10)
+        except BROKER_ERRORS as exc:
+            last = exc
+            logger.warning("RabbitMQ connect attempt %d/%d failed: %s", attempt, attempts, exc)
+            if attempt < attempts:
+                await asyncio.sleep(delay_s * attempt)
+    raise BrokerError(f"cannot connect to RabbitMQ after {attempts} attempts: {last}")
+
+
+async def declare_model_queues(
+    channel: AbstractChannel, model: str, *, max_attempts: int
+) -> AbstractQueue:
+    """Declare the work, dead-letter and retry queues of `model`; return the work queue.
+
+    The arguments here must never change for an existing queue (RabbitMQ refuses a redeclare
+    with other arguments), so they hold only names, never tunable values.
+    """
+    names = QueueNames.for_model(model)
+    await channel.declare_queue(names.dead_letter, durable=True)
+    work = await channel.declare_queue(
+        names.work,
+        durable=True,
+        arguments={
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": names.dead_letter,
+        },
+    )
+    for attempt in range(1, max_attempts):
+        await channel.declare_queue(
+            names.retry(attempt),
+            durable=True,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": names.work},
+        )
+    return work
+
+
+def persistent_message(
+    body: bytes, *, message_id: str, expiration_s: float | None = None
+) -> aio_pika.Message:
+    return aio_pika.Message(
+        body,
+        delivery_mode=DeliveryMode.PERSISTENT,
+        content_type="application/x-protobuf",
+        message_id=message_id,
+        expiration=expiration_s,
+    )
+
+
+async def publish_confirmed(
+    channel: AbstractChannel,
+    routing_key: str,
+    message: aio_pika.Message,
+    *,
+    timeout_s: float,
+) -> None:
+    """Publish with `mandatory` set and wait for the broker's confirm.
+
+    The channel must have publisher confirms on and `on_return_raises=True`, so a message
+    no queue takes raises instead of vanishing.
+
+    Raises:
+        QueueMissing: no queue is bound to `routing_key`.
+        BrokerError: the broker is unreachable, nacked, or did not confirm within `timeout_s`.
+    """
+    try:
+        await channel.default_exchange.publish(
+            message, routing_key=routing_key, mandatory=True, timeout=timeout_s
+        )
+    except DeliveryError as exc:
+        frame = getattr(exc, "frame", None)
+        if frame is not None and frame.__class__.__name__ == "Return":
+            raise QueueMissing(f"no queue named {routing_key!r}") from exc
+        raise BrokerError(f"publish to {routing_key!r} was not confirmed: {exc}") from exc
+    except BROKER_ERRORS as exc:
+        raise BrokerError(f"publish to {routing_key!r} failed: {exc!r}") from exc
+
+
+class Publisher:
+    """The gateway's side of RabbitMQ: one robust connection, one confirming channel."""
+
+    def __init__(self, url: str, *, timeout_s: float, connect_attempts: int = 1) -> None:
+        self._url = url
+        self._timeout_s = timeout_s
+        self._connect_attempts = connect_attempts
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def _get_channel(self) -> AbstractChannel:
+        if self._channel is not None and not self._channel.is_closed:
+            return self._channel
+        async with self._lock:
+            if self._channel is not None and not self._channel.is_closed:
+                return self._channel
+            if self._connection is None or self._connection.is_closed:
+                self._connection = await asyncio.wait_for(
+                    connect(self._url, attempts=self._connect_attempts, delay_s=0.5),
+                    timeout=self._timeout_s,
+                )
+            self._channel = await self._connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            return self._channel
+
+    async def publish(self, routing_key: str, body: bytes, *, message_id: str) -> None:
+        """Publish a persistent message and return once RabbitMQ confirmed it.
+
+        Raises:
+            QueueMissing: no queue named `routing_key`.
+            BrokerError: RabbitMQ is unreachable or did not confirm in time.
+        """
+        try:
+            channel = await self._get_channel()
+        except (BrokerError, *BROKER_ERRORS) as exc:
+            raise BrokerError(f"RabbitMQ unavailable: {exc!r}") from exc
+        await publish_confirmed(
+            channel,
+            routing_key,
+            persistent_message(body, message_id=message_id),
+            timeout_s=self._timeout_s,
+        )
+
+    async def queue_lengths(self, names: list[str]) -> dict[str, int | None]:
+        """Messages ready in each named queue (None for a queue that does not exist).
+
+        Uses a short-lived channel: a passive declare of a missing queue closes its channel.
+        """
+        lengths: dict[str, int | None] = dict.fromkeys(names)
+        try:
+            await self._get_channel()
+            assert self._connection is not None  # noqa: S101 - set by _get_channel
+            for name in names:
+                channel = await self._connection.channel(publisher_confirms=False)
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                    lengths[name] = queue.declaration_result.message_count
+                except AMQPError:
+                    pass
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+        except (BrokerError, *BROKER_ERRORS) as exc:
+            logger.warning("cannot read queue lengths: %s", exc)
+        return lengths
+
+    async def is_connected(self) -> bool:
+        try:
+            channel = await self._get_channel()
+        except (BrokerError, *BROKER_ERRORS):
+            return False
+        return not channel.is_closed
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+        self._channel = None

@@ -1,0 +1,67 @@
+"""`UserStore`: accounts and failed-login counters in Redis."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.core.store import StoreError
+
+
+class UserStore:
+    """Users keyed by login; creation is atomic (HSETNX), so one of two racing sign-ups wins.
+
+    Args:
+        redis: the Redis client.
+        prefix: key prefix shared with the result store.
+        lockout_window_s: how long failed logins are remembered.
+    """
+
+    def __init__(self, redis: Redis, *, prefix: str, lockout_window_s: int = 300) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.lockout_window_s = lockout_window_s
+
+    def _user_key(self, login: str) -> str:
+        return f"{self.prefix}:user:{login}"
+
+    def _failures_key(self, login: str) -> str:
+        return f"{self.prefix}:login-failures:{login}"
+
+    async def create(self, login: str, password_hash: str) -> bool:
+        """Create the user; False when the login is taken."""
+        try:
+            created = await self.redis.hsetnx(self._user_key(login), "password_hash", password_hash)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            raise StoreError(str(exc)) from exc
+        return bool(created)
+
+    async def password_hash(self, login: str) -> str | None:
+        try:
+            raw = await self.redis.hget(self._user_key(login), "password_hash")  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            raise StoreError(str(exc)) from exc
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def failures(self, login: str) -> int:
+        try:
+            raw = await self.redis.get(self._failures_key(login))
+        except (RedisError, OSError) as exc:
+            raise StoreError(str(exc)) from exc
+        return int(raw or 0)
+
+    async def record_failure(self, login: str) -> None:
+        key = self._failures_key(login)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, self.lockout_window_s)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def clear_failures(self, login: str) -> None:
+        try:
+            await self.redis.delete(self._failures_key(login))
+        except (RedisError, OSError) as exc:
+            raise StoreError(str(exc)) from exc

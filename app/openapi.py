@@ -1,0 +1,184 @@
+"""The gateway's OpenAPI document: the static routes plus two operations per live model.
+
+Model schemas come from the descriptors in the registry (`protos.json_schema`), so the schema
+shown is built from the same descriptor the gateway validates JSON bodies with.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.catalog import LiveModel
+from protos.codec import PROTOBUF_CONTENT_TYPE
+from protos.json_schema import component_name, example, message_schemas
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
+SECURITY = [{"OAuth2PasswordBearer": []}]
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
+
+
+def base_openapi(app: FastAPI) -> dict[str, Any]:
+    """The document of the static routes (what FastAPI generates)."""
+    return get_openapi(
+        title=app.title,
+        version=app.version,
+        openapi_version="3.1.0",
+        description=app.description,
+        routes=app.routes,
+    )
+
+
+def with_models(
+    base: dict[str, Any], models: list[LiveModel], root_path: str = ""
+) -> dict[str, Any]:
+    """`base` plus, for every live model, its submit and result operations and schemas."""
+    spec = copy.deepcopy(base)
+    if root_path:
+        spec["servers"] = [{"url": root_path}]
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    tags = spec.setdefault("tags", [])
+    for model in sorted(models, key=lambda m: m.view.name):
+        name = model.view.name
+        request_ref = _add_schemas(components, model.types.request.DESCRIPTOR, name)
+        response_ref = _add_schemas(components, model.types.response.DESCRIPTOR, name)
+        tag = f"model: {name}"
+        tags.append({"name": tag, "description": model.view.description or name})
+        spec["paths"][f"/models/{name}/tasks"] = {
+            "post": _submit_operation(model, tag, request_ref)
+        }
+        spec["paths"][f"/models/{name}/result"] = {
+            "get": _result_operation(model, tag, response_ref)
+        }
+    return spec
+
+
+def _add_schemas(components: dict[str, Any], descriptor: Any, model: str) -> dict[str, Any]:
+    """Add the message's schemas; a name another model uses with another shape gets a prefix."""
+    schemas = message_schemas(descriptor)
+    renames = {
+        key: key if components.get(key, schema) == schema else f"{model}.{key}"
+        for key, schema in schemas.items()
+    }
+    for key, schema in schemas.items():
+        components[renames[key]] = _rename_refs(schema, renames)
+    return {"$ref": f"#/components/schemas/{renames[component_name(descriptor)]}"}
+
+
+def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
+    prefix = "#/components/schemas/"
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value[len(prefix) :] in renames:
+                out[key] = prefix + renames[value[len(prefix) :]]
+            else:
+                out[key] = _rename_refs(value, renames)
+        return out
+    if isinstance(node, list):
+        return [_rename_refs(item, renames) for item in node]
+    return node
+
+
+def _submit_operation(model: LiveModel, tag: str, request_ref: dict[str, Any]) -> dict[str, Any]:
+    view = model.view
+    return {
+        "tags": [tag],
+        "summary": f"Submit a task to {view.name}",
+        "description": (
+            f"{view.description}\n\nBody: `{view.request_type}` as JSON (proto3 JSON mapping, "
+            f"bytes as base64) or as protobuf bytes with `Content-Type: {PROTOBUF_CONTENT_TYPE}`."
+        ),
+        "operationId": f"submit_{view.name}",
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": request_ref,
+                    "example": example(model.types.request.DESCRIPTOR),
+                },
+                PROTOBUF_CONTENT_TYPE: {"schema": _BINARY},
+            },
+        },
+        "responses": {
+            "202": {
+                "description": "Queued.",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/TaskAccepted"}}
+                },
+            },
+            "400": _error("Not valid JSON, or not valid protobuf."),
+            "401": _error("Missing or invalid bearer token."),
+            "404": _error("No such live model."),
+            "413": _error("Body too large."),
+            "415": _error("Neither JSON nor protobuf."),
+            "422": _error("JSON that does not match the request message."),
+            "503": _error("Broker, store or model unavailable; retry later."),
+        },
+    }
+
+
+def _result_operation(model: LiveModel, tag: str, response_ref: dict[str, Any]) -> dict[str, Any]:
+    view = model.view
+    document = {
+        "allOf": [
+            {"$ref": "#/components/schemas/TaskDocument"},
+            {
+                "type": "object",
+                "properties": {"result": {"anyOf": [response_ref, {"type": "null"}]}},
+            },
+        ]
+    }
+    return {
+        "tags": [tag],
+        "summary": f"Get a task result from {view.name}",
+        "description": (
+            f"Result: `{view.response_type}`. JSON by default; its protobuf bytes with "
+            f"`Accept: {PROTOBUF_CONTENT_TYPE}`."
+        ),
+        "operationId": f"result_{view.name}",
+        "security": SECURITY,
+        "parameters": [
+            {"name": "task_id", "in": "query", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "wait",
+                "in": "query",
+                "required": False,
+                "description": "Seconds to wait for the task to finish (0-30).",
+                "schema": {"type": "number", "minimum": 0, "maximum": 30, "default": 0},
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "Done (succeeded or failed).",
+                "content": {
+                    "application/json": {
+                        "schema": document,
+                        "example": {
+                            "task_id": "00000000-0000-4000-8000-000000000000",
+                            "model": view.name,
+                            "status": "succeeded",
+                            "result": example(model.types.response.DESCRIPTOR),
+                        },
+                    },
+                    PROTOBUF_CONTENT_TYPE: {"schema": _BINARY},
+                },
+            },
+            "202": {
+                "description": "Not done yet.",
+                "content": {"application/json": {"schema": document}},
+            },
+            "401": _error("Missing or invalid bearer token."),
+            "403": _error("The task belongs to another user."),
+            "404": _error("Unknown or expired task."),
+            "503": _error("Store unavailable; retry later."),
+        },
+    }

@@ -1,0 +1,297 @@
+"""The consume loop of one model replica: queue → decode → `process_request` → Redis → ack.
+
+Delivery is at-least-once. A message is acked only after its final state is in Redis; a
+redelivered task whose result is already stored is acked without running the model again.
+One bad message never stops the loop: every outcome ends in ack, retry, reject or requeue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from google.protobuf.message import Message
+
+from app.core.broker import (
+    BROKER_ERRORS,
+    BrokerError,
+    QueueNames,
+    declare_model_queues,
+    persistent_message,
+    publish_confirmed,
+)
+from app.core.store import ResultStore, StoreError
+from app.core.tasks import EnvelopeError, decode_envelope
+from deployments.sdk import InvalidInput, ModelSpec
+from protos.codec import DecodeFailed, message_from_bytes, message_to_dict
+from protos.task_pb2 import Task
+
+logger = logging.getLogger(__name__)
+
+# Pause before requeueing a message after a Redis error, so an outage is not a hot loop.
+STORE_RETRY_PAUSE_S = 1.0
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass
+class ConsumerStats:
+    """Counters a replica reports (health, autoscaling, tests)."""
+
+    in_flight: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    requeued: int = 0
+
+
+class TaskConsumer:
+    """Consumes one model's queue on a channel and runs each task through the model.
+
+    Args:
+        spec: the model's `ModelSpec`.
+        model: an instance of the decorated class.
+        store: where task states and results go.
+        publish_timeout_s: bound on publishing a retry.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: Any,
+        store: ResultStore,
+        *,
+        publish_timeout_s: float = 5.0,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self.store = store
+        self.names = QueueNames.for_model(spec.name)
+        self.stats = ConsumerStats()
+        self._publish_timeout_s = publish_timeout_s
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def attach(self, channel: AbstractChannel, *, prefetch: int) -> AbstractQueue:
+        """Declare the model's queues on `channel` and set its prefetch limit."""
+        await channel.set_qos(prefetch_count=prefetch)
+        self._channel = channel
+        self._queue = await declare_model_queues(
+            channel, self.spec.name, max_attempts=self.spec.max_attempts
+        )
+        return self._queue
+
+    async def start(self) -> None:
+        """Begin consuming (call `attach` first)."""
+        if self._queue is None:
+            raise RuntimeError("attach() a channel before start()")
+        self._consumer_tag = await self._queue.consume(self.handle)
+
+    async def stop(self, *, drain_timeout_s: float) -> None:
+        """Stop taking messages and wait up to `drain_timeout_s` for in-flight ones.
+
+        What is still unfinished stays unacked: closing the channel returns it to the queue.
+        """
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except BROKER_ERRORS as exc:
+                logger.warning("cancelling consumer of %s failed: %s", self.spec.name, exc)
+            self._consumer_tag = None
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
+        except TimeoutError:
+            logger.warning(
+                "%s: %d task(s) still running at shutdown; they will be redelivered",
+                self.spec.name,
+                self.stats.in_flight,
+            )
+
+    async def run_until_empty(self) -> int:
+        """Burst mode: handle messages until the queue is empty; return how many were handled."""
+        if self._queue is None:
+            raise RuntimeError("attach() a channel before run_until_empty()")
+        handled = 0
+        while (message := await self._queue.get(no_ack=False, fail=False)) is not None:
+            await self.handle(message)
+            handled += 1
+        return handled
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        """Process one delivery to its end; never raises."""
+        self.stats.in_flight += 1
+        self._idle.clear()
+        try:
+            await self._handle(message)
+        except Exception:  # last line of defence: keep the loop alive, let it come back
+            logger.exception("%s: unexpected error; requeueing message", self.spec.name)
+            await self._settle(message.nack(requeue=True))
+            self.stats.requeued += 1
+        finally:
+            self.stats.in_flight -= 1
+            if self.stats.in_flight == 0:
+                self._idle.set()
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            task = decode_envelope(message.body)
+        except EnvelopeError as exc:
+            logger.error("%s: dead-lettering undecodable message: %s", self.spec.name, exc)
+            await self._dead_letter(message)
+            return
+        try:
+            await self._run(task, message)
+        except (StoreError, BrokerError) as exc:
+            # The outcome could not be recorded: leave the task to a later delivery.
+            logger.warning("%s: task %s requeued: %s", self.spec.name, task.task_id, exc)
+            await asyncio.sleep(STORE_RETRY_PAUSE_S)
+            await self._settle(message.nack(requeue=True))
+            self.stats.requeued += 1
+
+    async def _run(self, task: Task, message: AbstractIncomingMessage) -> None:
+        created_at = task.created_at.ToNanoseconds() / 1e9
+        status = await self.store.mark_running(
+            task.task_id,
+            attempt=task.attempt,
+            model=task.model,
+            owner=task.owner,
+            created_at=created_at,
+        )
+        if status.is_final:  # a redelivery of work already recorded
+            await self._settle(message.ack())
+            return
+        try:
+            request = message_from_bytes(task.payload, self.spec.request)
+        except DecodeFailed as exc:
+            await self._fail(task, message, str(exc), "bad_payload", dead_letter=True)
+            return
+
+        try:
+            response = await self._invoke(request)
+        except InvalidInput as exc:
+            await self._fail(task, message, str(exc), "invalid_input", dead_letter=False)
+            return
+        except Exception as exc:  # the model failed: retry, or fail for good
+            await self._model_failed(task, message, exc)
+            return
+
+        if not isinstance(response, self.spec.response):
+            detail = (
+                f"process_request returned {type(response).__name__}, "
+                f"expected {self.spec.response.__name__}"
+            )
+            await self._fail(task, message, detail, "bad_response", dead_letter=True)
+            return
+        await self.store.mark_succeeded(
+            task.task_id,
+            result=response.SerializeToString(),
+            result_json=_json(response),
+            attempts=task.attempt,
+        )
+        await self._settle(message.ack())
+        self.stats.succeeded += 1
+
+    async def _invoke(self, request: Message) -> Message:
+        call = self.model.process_request(request)
+        if self.spec.timeout_s is None:
+            result: Message = await call
+        else:
+            result = await asyncio.wait_for(call, timeout=self.spec.timeout_s)
+        return result
+
+    async def _model_failed(
+        self, task: Task, message: AbstractIncomingMessage, exc: Exception
+    ) -> None:
+        error = _error_text(exc)
+        if task.attempt >= self.spec.max_attempts:
+            logger.warning(
+                "%s: task %s failed after %d attempt(s): %s",
+                self.spec.name,
+                task.task_id,
+                task.attempt,
+                error,
+            )
+            await self._fail(task, message, error, "model_error", dead_letter=True)
+            return
+        await self._schedule_retry(task, error)
+        await self._settle(message.ack())
+        self.stats.retried += 1
+
+    async def _schedule_retry(self, task: Task, error: str) -> None:
+        """Republish the task for its next attempt into the retry queue of that attempt."""
+        if self._channel is None:
+            raise BrokerError("no channel to publish a retry on")
+        retry = Task()
+        retry.CopyFrom(task)
+        retry.attempt = task.attempt + 1
+        delay_s = self.spec.retry_backoff_s * (2 ** (task.attempt - 1))
+        await publish_confirmed(
+            self._channel,
+            self.names.retry(task.attempt),
+            persistent_message(
+                retry.SerializeToString(), message_id=task.task_id, expiration_s=delay_s
+            ),
+            timeout_s=self._publish_timeout_s,
+        )
+        logger.info(
+            "%s: task %s attempt %d failed (%s); retrying in %.2fs",
+            self.spec.name,
+            task.task_id,
+            task.attempt,
+            error,
+            delay_s,
+        )
+        await self.store.requeued(task.task_id, attempts=task.attempt, error=error)
+
+    async def _fail(
+        self,
+        task: Task,
+        message: AbstractIncomingMessage,
+        error: str,
+        code: str,
+        *,
+        dead_letter: bool,
+    ) -> None:
+        await self.store.mark_failed(
+            task.task_id,
+            error=error,
+            error_code=code,
+            attempts=task.attempt,
+            model=task.model,
+            owner=task.owner,
+        )
+        self.stats.failed += 1
+        if dead_letter:
+            await self._dead_letter(message)
+        else:
+            await self._settle(message.ack())
+
+    async def _dead_letter(self, message: AbstractIncomingMessage) -> None:
+        # The work queue's dead-letter exchange routes a rejected message to `<model>.dlq`.
+        await self._settle(message.reject(requeue=False))
+        self.stats.dead_lettered += 1
+
+    async def _settle(self, settlement: Any) -> None:
+        """Ack/nack/reject, tolerating a channel already gone (the broker redelivers then)."""
+        try:
+            await settlement
+        except BROKER_ERRORS as exc:
+            logger.warning("%s: could not settle a message: %s", self.spec.name, exc)
+
+
+def _json(message: Message) -> str:
+    return json.dumps(message_to_dict(message), separators=(",", ":"))
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "process_request timed out"
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_ERROR_CHARS]

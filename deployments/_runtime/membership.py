@@ -1,0 +1,74 @@
+"""Keeps one model instance registered: join on start, re-register every interval, leave on stop.
+
+Re-registering on every interval (an idempotent upsert) is also how instances heal a registry
+that was restarted and lost its state: within one interval it knows them all again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from registry.client import Registry, RegistryUnavailable
+from registry.schemas import InstanceInfo, ModelInfo, RegistrationRefused
+
+logger = logging.getLogger(__name__)
+
+
+class Membership:
+    """One instance's registration with the registry.
+
+    Args:
+        registry: the registry client.
+        model: what this instance serves.
+        instance: who this instance is.
+        interval_s: how often to re-register.
+    """
+
+    def __init__(
+        self, registry: Registry, model: ModelInfo, instance: InstanceInfo, interval_s: float
+    ) -> None:
+        self._registry = registry
+        self.model = model
+        self.instance = instance
+        self._interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def join(self) -> None:
+        """Register, then keep registering in the background.
+
+        Raises:
+            RegistrationRefused: the model name is taken by other message types.
+            RegistryUnavailable: the registry could not be reached.
+        """
+        await self._registry.register(self.model, self.instance)
+        self._task = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                if await self._registry.register(self.model, self.instance):
+                    logger.warning(
+                        "%s: registry had lost instance %s; registered again",
+                        self.model.name,
+                        self.instance.instance_id,
+                    )
+            except RegistrationRefused as exc:
+                logger.error("%s: registration refused: %s", self.model.name, exc)
+            except RegistryUnavailable as exc:
+                logger.warning("%s: registry unavailable: %s", self.model.name, exc)
+            except Exception:
+                logger.exception("%s: re-registration failed", self.model.name)
+
+    async def leave(self, timeout_s: float = 2.0) -> None:
+        """Stop re-registering and log out (best effort: the registry's pings catch a miss)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        try:
+            await asyncio.wait_for(
+                self._registry.logout(self.model.name, self.instance.instance_id), timeout_s
+            )
+        except Exception as exc:
+            logger.warning("%s: logout failed (pings will drop it): %s", self.model.name, exc)

@@ -1,0 +1,219 @@
+"""JSON Schema (OpenAPI 3.1 dialect) and default-filled examples from protobuf descriptors.
+
+Follows the proto3 JSON mapping as `protos.codec` writes it: field names as in the .proto
+(parsers also accept lowerCamelCase), 64-bit integers as strings, bytes as base64 strings,
+enums by name, floats also as "NaN"/"Infinity"/"-Infinity", maps as objects, well-known
+types in their special forms. Every message becomes a named component so recursive messages
+are expressed with `$ref`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+FD = FieldDescriptor
+INT32_TYPES = {FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32}
+UINT32_TYPES = {FD.TYPE_UINT32, FD.TYPE_FIXED32}
+INT64_TYPES = {FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64}
+UINT64_TYPES = {FD.TYPE_UINT64, FD.TYPE_FIXED64}
+FLOAT_TYPES = {FD.TYPE_FLOAT, FD.TYPE_DOUBLE}
+
+_FLOAT_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]
+}
+_INT64_SCHEMA = {"type": "string", "format": "int64", "pattern": r"^-?[0-9]+$"}
+_UINT64_SCHEMA = {"type": "string", "format": "uint64", "pattern": r"^[0-9]+$"}
+
+_WRAPPERS = {
+    "google.protobuf.DoubleValue": (_FLOAT_SCHEMA, 0.0),
+    "google.protobuf.FloatValue": (_FLOAT_SCHEMA, 0.0),
+    "google.protobuf.Int64Value": (_INT64_SCHEMA, "0"),
+    "google.protobuf.UInt64Value": (_UINT64_SCHEMA, "0"),
+    "google.protobuf.Int32Value": ({"type": "integer", "format": "int32"}, 0),
+    "google.protobuf.UInt32Value": ({"type": "integer", "format": "int64", "minimum": 0}, 0),
+    "google.protobuf.BoolValue": ({"type": "boolean"}, False),
+    "google.protobuf.StringValue": ({"type": "string"}, ""),
+    "google.protobuf.BytesValue": ({"type": "string", "format": "byte"}, ""),
+}
+# Well-known types with a special JSON form: (schema, example).
+_SPECIAL: dict[str, tuple[dict[str, Any], Any]] = {
+    "google.protobuf.Timestamp": (
+        {"type": "string", "format": "date-time", "description": "RFC 3339, UTC ('Z')."},
+        "1970-01-01T00:00:00Z",
+    ),
+    "google.protobuf.Duration": (
+        {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$", "description": "e.g. '1.5s'"},
+        "0s",
+    ),
+    "google.protobuf.FieldMask": ({"type": "string", "description": "Comma-separated paths."}, ""),
+    "google.protobuf.Struct": ({"type": "object"}, {}),
+    "google.protobuf.Value": ({"description": "Any JSON value."}, None),
+    "google.protobuf.ListValue": ({"type": "array"}, []),
+    "google.protobuf.Empty": ({"type": "object", "maxProperties": 0}, {}),
+    "google.protobuf.Any": (
+        {
+            "type": "object",
+            "required": ["@type"],
+            "properties": {"@type": {"type": "string"}},
+            "description": "A message of the type named by '@type', with its fields.",
+        },
+        {"@type": "type.googleapis.com/google.protobuf.Empty"},
+    ),
+    **{name: (schema, example) for name, (schema, example) in _WRAPPERS.items()},
+}
+
+
+def component_name(descriptor: Descriptor) -> str:
+    """The OpenAPI component name of a message: its full name."""
+    return descriptor.full_name
+
+
+def message_schemas(descriptor: Descriptor) -> dict[str, dict[str, Any]]:
+    """Schemas of `descriptor` and every message it reaches, keyed by `component_name`.
+
+    Wrapper and other well-known types are inlined, never components.
+    """
+    schemas: dict[str, dict[str, Any]] = {}
+    _collect(descriptor, schemas)
+    return schemas
+
+
+def ref(descriptor: Descriptor, prefix: str = "#/components/schemas/") -> dict[str, Any]:
+    special = _SPECIAL.get(descriptor.full_name)
+    if special is not None:
+        return dict(special[0])
+    return {"$ref": prefix + component_name(descriptor)}
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    message = field.message_type
+    return field.type == FD.TYPE_MESSAGE and message is not None and message.GetOptions().map_entry
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    return (
+        bool(field.is_repeated)
+        if hasattr(field, "is_repeated")
+        else (field.label == FD.LABEL_REPEATED)
+    )
+
+
+def _real_oneofs(descriptor: Descriptor) -> list[Any]:
+    # proto3 `optional` fields sit in a synthetic oneof named "_<field>" of one field.
+    return [
+        oneof
+        for oneof in descriptor.oneofs
+        if not (len(oneof.fields) == 1 and oneof.name == "_" + oneof.fields[0].name)
+    ]
+
+
+def _collect(descriptor: Descriptor, schemas: dict[str, dict[str, Any]]) -> None:
+    name = component_name(descriptor)
+    if name in schemas or descriptor.full_name in _SPECIAL:
+        return
+    schemas[name] = {}  # placeholder first: recursion stops here
+    properties: dict[str, Any] = {}
+    for field in descriptor.fields:
+        properties[field.name] = _field_schema(field, schemas)
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "title": descriptor.name}
+    constraints = []
+    for oneof in _real_oneofs(descriptor):
+        names = [field.name for field in oneof.fields]
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                constraints.append({"not": {"required": [first, second]}})
+    if constraints:
+        schema["allOf"] = constraints
+        groups = ", ".join(
+            f"{oneof.name} ({' | '.join(f.name for f in oneof.fields)})"
+            for oneof in _real_oneofs(descriptor)
+        )
+        schema["description"] = f"Set at most one field of each oneof: {groups}."
+    schemas[name] = schema
+
+
+def _scalar_schema(field: FieldDescriptor, schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    kind = field.type
+    if kind == FD.TYPE_MESSAGE:
+        _collect(field.message_type, schemas)
+        return ref(field.message_type)
+    if kind == FD.TYPE_ENUM:
+        enum = field.enum_type
+        if enum.full_name == "google.protobuf.NullValue":
+            return {"type": "null"}
+        return {"type": "string", "enum": [value.name for value in enum.values]}
+    if kind in FLOAT_TYPES:
+        return dict(_FLOAT_SCHEMA, format="float" if kind == FD.TYPE_FLOAT else "double")
+    if kind in INT32_TYPES:
+        return {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+    if kind in UINT32_TYPES:
+        return {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1}
+    if kind in INT64_TYPES:
+        return dict(_INT64_SCHEMA)
+    if kind in UINT64_TYPES:
+        return dict(_UINT64_SCHEMA)
+    if kind == FD.TYPE_BOOL:
+        return {"type": "boolean"}
+    if kind == FD.TYPE_BYTES:
+        return {"type": "string", "format": "byte", "contentEncoding": "base64"}
+    return {"type": "string"}
+
+
+def _field_schema(field: FieldDescriptor, schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    if _is_map(field):
+        value_field = field.message_type.fields_by_name["value"]
+        return {"type": "object", "additionalProperties": _scalar_schema(value_field, schemas)}
+    item = _scalar_schema(field, schemas)
+    if _is_repeated(field):
+        return {"type": "array", "items": item}
+    return item
+
+
+def example(descriptor: Descriptor, _depth: int = 0) -> dict[str, Any]:
+    """A JSON example of the message with every field at its default value.
+
+    Repeated fields and maps hold one default element so their shape shows; a recursive
+    message stops after a few levels with an empty object.
+    """
+    if _depth > 3:
+        return {}
+    oneof_taken: set[str] = set()
+    result: dict[str, Any] = {}
+    for field in descriptor.fields:
+        oneof = field.containing_oneof
+        if oneof is not None and oneof in _real_oneofs(descriptor):
+            if oneof.name in oneof_taken:
+                continue  # at most one member of a oneof may be set
+            oneof_taken.add(oneof.name)
+        if _is_map(field):
+            value_field = field.message_type.fields_by_name["value"]
+            result[field.name] = {"key": _scalar_example(value_field, _depth)}
+        elif _is_repeated(field):
+            result[field.name] = [_scalar_example(field, _depth)]
+        else:
+            result[field.name] = _scalar_example(field, _depth)
+    return result
+
+
+def _scalar_example(field: FieldDescriptor, depth: int) -> Any:
+    kind = field.type
+    if kind == FD.TYPE_MESSAGE:
+        special = _SPECIAL.get(field.message_type.full_name)
+        if special is not None:
+            return special[1]
+        return example(field.message_type, depth + 1)
+    if kind == FD.TYPE_ENUM:
+        if field.enum_type.full_name == "google.protobuf.NullValue":
+            return None
+        return field.enum_type.values[0].name
+    if kind in FLOAT_TYPES:
+        return 0.0
+    if kind in INT64_TYPES or kind in UINT64_TYPES:
+        return "0"
+    if kind in INT32_TYPES or kind in UINT32_TYPES:
+        return 0
+    if kind == FD.TYPE_BOOL:
+        return False
+    return ""

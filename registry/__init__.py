@@ -1,0 +1,1 @@
+"""The registry: one detached Ray actor that knows which model instances are alive."""

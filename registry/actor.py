@@ -1,0 +1,92 @@
+"""The detached registry actor: `RegistryState` plus the loop that pings every instance.
+
+All Ray calls it makes go through `registry.client`; this module only schedules them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from registry import client
+from registry.schemas import InstanceInfo, ModelInfo, Snapshot
+from registry.state import RegistryState
+
+logger = logging.getLogger(__name__)
+
+# Timeouts in a row before a replica that still exists (but does not answer) is dropped.
+MAX_MISSED_PINGS = 2
+
+
+class RegistryActor:
+    """Tracks live model instances; run as a named, detached Ray actor (see `client`)."""
+
+    def __init__(self, ping_interval_s: float, ping_timeout_s: float) -> None:
+        self._state = RegistryState()
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
+        self._pinger: asyncio.Task[None] | None = None
+        self._misses: dict[str, int] = {}
+
+    def _ensure_pinger(self) -> None:
+        # An async actor's loop only runs once a method is called, so the loop starts lazily.
+        if self._pinger is None or self._pinger.done():
+            self._pinger = asyncio.get_running_loop().create_task(self._ping_forever())
+
+    async def register(self, model: ModelInfo, instance: InstanceInfo) -> bool:
+        self._ensure_pinger()
+        added = self._state.register(model, instance, time.time())
+        if added:
+            logger.info("registered %s instance %s", model.name, instance.instance_id)
+        return added
+
+    async def logout(self, model_name: str, instance_id: str) -> bool:
+        self._ensure_pinger()
+        removed = self._state.logout(model_name, instance_id)
+        if removed:
+            logger.info("logged out %s instance %s", model_name, instance_id)
+        return removed
+
+    async def snapshot(self) -> Snapshot:
+        self._ensure_pinger()
+        return self._state.snapshot()
+
+    async def version(self) -> int:
+        self._ensure_pinger()
+        return self._state.version
+
+    async def ping_now(self) -> None:
+        """Run one ping round at once (operators and tests)."""
+        await self._ping_round()
+
+    async def _ping_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ping_interval_s)
+            try:
+                await self._ping_round()
+            except Exception:  # the pinger must outlive any one bad round
+                logger.exception("ping round failed")
+
+    async def _ping_round(self) -> None:
+        targets = self._state.instances()
+        pinged = [(name, info) for name, info in targets if info.actor_name]
+        results = await asyncio.gather(
+            *(client.ping_replica(info.actor_name, self._ping_timeout_s) for _, info in pinged)
+        )
+        now = time.time()
+        for (name, info), result in zip(pinged, results, strict=True):
+            key = info.instance_id
+            if result is client.PingResult.ALIVE:
+                self._misses.pop(key, None)
+                self._state.mark_alive(name, key, now)
+                continue
+            misses = self._misses.get(key, 0) + 1
+            self._misses[key] = misses
+            if result is client.PingResult.GONE or misses >= MAX_MISSED_PINGS:
+                self._misses.pop(key, None)
+                if self._state.mark_missed(name, key):
+                    logger.warning("dropped %s instance %s (%s)", name, key, result.value)
+        # Instances nobody can ping live only as long as they keep re-registering.
+        for name, key in self._state.drop_stale(now, max_age_s=3 * self._ping_interval_s):
+            logger.warning("dropped %s instance %s (not seen for 3 intervals)", name, key)

@@ -1,0 +1,172 @@
+"""Every Ray call the platform makes about the registry, in one thin module.
+
+Components reach the registry through `RayRegistry`, which finds the detached actor by name
+(creating it on first use, so whichever component starts first brings it up) and re-acquires
+it once when the actor was restarted or replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import Any, Protocol
+
+from registry.schemas import InstanceInfo, ModelInfo, Snapshot
+
+logger = logging.getLogger(__name__)
+
+SERVE_NAMESPACE = "serve"
+
+
+class Registry(Protocol):
+    """What components need from the registry (the gateway's tests use an in-process one)."""
+
+    async def register(self, model: ModelInfo, instance: InstanceInfo) -> bool: ...
+
+    async def logout(self, model_name: str, instance_id: str) -> bool: ...
+
+    async def snapshot(self) -> Snapshot: ...
+
+
+class RegistryUnavailable(RuntimeError):
+    """The registry actor could not be reached in time."""
+
+
+class PingResult(enum.Enum):
+    ALIVE = "alive"
+    GONE = "gone"  # the actor is dead or no longer exists
+    TIMEOUT = "timeout"
+
+
+def get_or_create_registry(
+    *, name: str, namespace: str, ping_interval_s: float, ping_timeout_s: float
+) -> Any:
+    """Return the handle of the detached registry actor, creating it if it does not exist.
+
+    Args:
+        name: the actor's name (settings.registry_name).
+        namespace: an explicit namespace, so every job finds the same actor.
+        ping_interval_s: how often the registry pings instances (used only on creation).
+        ping_timeout_s: how long one ping may take (used only on creation).
+
+    Returns:
+        A Ray actor handle of `registry.actor.RegistryActor`.
+    """
+    import ray
+
+    from registry.actor import RegistryActor
+
+    actor_cls = ray.remote(RegistryActor)
+    return actor_cls.options(  # type: ignore[attr-defined]
+        name=name,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        # Restarted (empty) after a crash; instances re-register within one interval.
+        max_restarts=-1,
+        max_task_retries=-1,
+        num_cpus=0,
+    ).remote(ping_interval_s, ping_timeout_s)
+
+
+class RayRegistry:
+    """`Registry` over the detached actor.
+
+    Args:
+        name: actor name; namespace: actor namespace.
+        ping_interval_s, ping_timeout_s: passed on when this client creates the actor.
+        call_timeout_s: bound on every call, so a stuck registry cannot stall a caller.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        ping_interval_s: float,
+        ping_timeout_s: float,
+        call_timeout_s: float = 5.0,
+    ) -> None:
+        self._name = name
+        self._namespace = namespace
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
+        self._call_timeout_s = call_timeout_s
+        self._handle: Any = None
+
+    def _actor(self) -> Any:
+        if self._handle is None:
+            self._handle = get_or_create_registry(
+                name=self._name,
+                namespace=self._namespace,
+                ping_interval_s=self._ping_interval_s,
+                ping_timeout_s=self._ping_timeout_s,
+            )
+        return self._handle
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        for attempt in (1, 2):
+            try:
+                ref = getattr(self._actor(), method).remote(*args)
+                return await asyncio.wait_for(ref, timeout=self._call_timeout_s)
+            except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+                # Replaced or restarting: look it up again (or create it) once.
+                self._handle = None
+                if attempt == 2:
+                    raise RegistryUnavailable(f"registry actor unavailable: {exc}") from exc
+            except TimeoutError as exc:
+                raise RegistryUnavailable(
+                    f"registry did not answer {method} within {self._call_timeout_s}s"
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def register(self, model: ModelInfo, instance: InstanceInfo) -> bool:
+        """Register (or refresh) an instance.
+
+        Raises:
+            RegistrationRefused: the name is taken by other message types.
+            RegistryUnavailable: the registry did not answer.
+        """
+        return bool(await self._call("register", model, instance))
+
+    async def logout(self, model_name: str, instance_id: str) -> bool:
+        """Remove an instance; False when the registry did not know it."""
+        return bool(await self._call("logout", model_name, instance_id))
+
+    async def snapshot(self) -> Snapshot:
+        """The live models with their descriptors."""
+        snapshot: Snapshot = await self._call("snapshot")
+        return snapshot
+
+    async def ping_now(self) -> None:
+        """Ask the registry to ping every instance at once."""
+        await self._call("ping_now")
+
+
+async def ping_replica(actor_name: str, timeout_s: float) -> PingResult:
+    """Ask a Serve replica's actor whether it is healthy.
+
+    Uses the replica actor's `check_health`, which runs the model deployment's own
+    `check_health` (False while its consumer is disconnected). This is a private Ray Serve
+    method: Ray is pinned, and an integration test covers this call.
+    """
+    import ray
+    from ray.exceptions import RayActorError
+
+    try:
+        actor = ray.get_actor(actor_name, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return PingResult.GONE
+    try:
+        await asyncio.wait_for(actor.check_health.remote(), timeout=timeout_s)
+    except RayActorError:
+        return PingResult.GONE
+    except TimeoutError:
+        return PingResult.TIMEOUT
+    except Exception as exc:  # the replica answered, but unhealthy
+        logger.info("replica %s is unhealthy: %s", actor_name, exc)
+        return PingResult.TIMEOUT
+    return PingResult.ALIVE

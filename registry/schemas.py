@@ -1,0 +1,69 @@
+"""Data the registry keeps and hands out; plain dataclasses so they cross Ray calls cheaply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class RegistrationRefused(Exception):  # noqa: N818 - reads as what happened to the caller
+    """A model of that name already exists with other request/response types."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model instance declares about its model when it registers."""
+
+    name: str
+    request_type: str
+    response_type: str
+    # A serialized FileDescriptorSet holding both message types and their imports, so the
+    # gateway can build, parse and document the messages without the model's code.
+    descriptor_set: bytes
+    fingerprint: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """One running instance (a Serve replica) of a model."""
+
+    instance_id: str
+    # Name of the replica's Ray actor in the "serve" namespace, used to ping it; empty for
+    # an instance outside Serve, which then stays alive only by re-registering in time.
+    actor_name: str = ""
+    node_id: str = ""
+
+
+@dataclass
+class InstanceState:
+    info: InstanceInfo
+    registered_at: float
+    last_seen: float
+    missed_pings: int = 0
+
+
+@dataclass
+class ModelRecord:
+    info: ModelInfo
+    instances: dict[str, InstanceState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """A live model as the gateway sees it."""
+
+    name: str
+    request_type: str
+    response_type: str
+    descriptor_set: bytes
+    fingerprint: str
+    description: str
+    instances: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The registry's live models, with a version that changes whenever the set changes."""
+
+    version: int
+    models: tuple[ModelView, ...]

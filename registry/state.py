@@ -1,0 +1,137 @@
+"""The registry's logic, free of Ray so it can be unit-tested: who is registered, who is stale."""
+
+from __future__ import annotations
+
+import logging
+
+from registry.schemas import (
+    InstanceInfo,
+    InstanceState,
+    ModelInfo,
+    ModelRecord,
+    ModelView,
+    RegistrationRefused,
+    Snapshot,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class RegistryState:
+    """Live models and their instances.
+
+    Identity of a model is its name plus its request and response message full names. A
+    changed schema under the same message names (a rolling update adding a field) is accepted
+    and replaces the stored descriptors: the newest instance to register describes the model.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[str, ModelRecord] = {}
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def register(self, model: ModelInfo, instance: InstanceInfo, now: float) -> bool:
+        """Add or refresh an instance; return True when it was not known before.
+
+        Raises:
+            RegistrationRefused: the name is taken by other message types.
+        """
+        record = self._models.get(model.name)
+        if record is not None and (
+            record.info.request_type != model.request_type
+            or record.info.response_type != model.response_type
+        ):
+            raise RegistrationRefused(
+                f"model {model.name!r} is already registered with request "
+                f"{record.info.request_type} and response {record.info.response_type}; "
+                f"refusing {model.request_type} -> {model.response_type}. Use another model "
+                "name, or delete the running model first."
+            )
+        if record is None:
+            record = self._models[model.name] = ModelRecord(info=model)
+            self._version += 1
+        elif record.info.fingerprint != model.fingerprint:
+            logger.warning(
+                "model %s: schema changed (%s -> %s)",
+                model.name,
+                record.info.fingerprint,
+                model.fingerprint,
+            )
+            record.info = model
+            self._version += 1
+        existing = record.instances.get(instance.instance_id)
+        if existing is not None:
+            existing.last_seen = now
+            existing.missed_pings = 0
+            return False
+        record.instances[instance.instance_id] = InstanceState(
+            info=instance, registered_at=now, last_seen=now
+        )
+        self._version += 1
+        return True
+
+    def logout(self, model_name: str, instance_id: str) -> bool:
+        """Remove an instance (and its model when it was the last); False if unknown."""
+        record = self._models.get(model_name)
+        if record is None or record.instances.pop(instance_id, None) is None:
+            return False
+        if not record.instances:
+            del self._models[model_name]
+        self._version += 1
+        return True
+
+    def instances(self) -> list[tuple[str, InstanceInfo]]:
+        """Every (model name, instance) pair, for the pinger."""
+        return [
+            (name, state.info)
+            for name, record in self._models.items()
+            for state in record.instances.values()
+        ]
+
+    def mark_alive(self, model_name: str, instance_id: str, now: float) -> None:
+        state = self._instance(model_name, instance_id)
+        if state is not None:
+            state.last_seen = now
+            state.missed_pings = 0
+
+    def mark_missed(self, model_name: str, instance_id: str) -> bool:
+        """Record a failed ping; drop the instance and return True (it is gone)."""
+        if self._instance(model_name, instance_id) is None:
+            return False
+        return self.logout(model_name, instance_id)
+
+    def drop_stale(self, now: float, max_age_s: float) -> list[tuple[str, str]]:
+        """Drop instances not seen for `max_age_s` (those the pinger cannot reach)."""
+        dropped = [
+            (name, state.info.instance_id)
+            for name, record in self._models.items()
+            for state in record.instances.values()
+            if now - state.last_seen > max_age_s
+        ]
+        for name, instance_id in dropped:
+            self.logout(name, instance_id)
+        return dropped
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            version=self._version,
+            models=tuple(
+                ModelView(
+                    name=name,
+                    request_type=record.info.request_type,
+                    response_type=record.info.response_type,
+                    descriptor_set=record.info.descriptor_set,
+                    fingerprint=record.info.fingerprint,
+                    description=record.info.description,
+                    instances=len(record.instances),
+                )
+                for name, record in sorted(self._models.items())
+            ),
+        )
+
+    def _instance(self, model_name: str, instance_id: str) -> InstanceState | None:
+        record = self._models.get(model_name)
+        return None if record is None else record.instances.get(instance_id)
