@@ -115,7 +115,7 @@ def model(
     Raises:
         TypeError: the class or an argument is not usable, with what to change.
     """
-    _check_name(name)
+    check_name(name)
     for role, cls in (("request", request), ("response", response)):
         if not (isinstance(cls, type) and issubclass(cls, Message) and cls is not Message):
             raise TypeError(
@@ -160,7 +160,7 @@ def model(
             name=name,
             request=request,
             response=response,
-            description=(description or inspect.getdoc(cls) or "").strip(),
+            description=_unwrap(description or inspect.getdoc(cls) or ""),
             max_attempts=max_attempts,
             retry_backoff_s=retry_backoff_s,
             timeout_s=timeout_s,
@@ -176,7 +176,12 @@ def model(
     return decorate
 
 
-def _check_name(name: object) -> None:
+def _unwrap(text: str) -> str:
+    """Join a docstring's wrapped lines, keeping its paragraphs."""
+    return "\n\n".join(" ".join(p.split()) for p in text.strip().split("\n\n") if p.strip())
+
+
+def check_name(name: object) -> None:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise TypeError(
             f"model name {name!r} is invalid: use 1-63 lowercase letters, digits, '-' or '_', "

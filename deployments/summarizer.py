@@ -36,7 +36,10 @@ class Summarizer:
     tidies the author's name."""
 
     def __init__(self, max_sentences: int = 3) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         self._max_sentences = max_sentences
+        self._vectorizer = TfidfVectorizer
 
     async def process_request(self, request: ExampleModelRequest) -> ExampleModelResponse:
         content = request.file.content
@@ -53,14 +56,12 @@ class Summarizer:
         return ExampleModelResponse(summary=summary, fixed_author=fix_author(request.author))
 
     def summarize(self, text: str) -> str:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         sentences = split_sentences(text)
         if len(sentences) <= self._max_sentences:
             return " ".join(sentences)
         keep = max(1, min(self._max_sentences, round(len(sentences) * 0.3)))
         try:
-            matrix = TfidfVectorizer(stop_words="english").fit_transform(sentences)
+            matrix = self._vectorizer(stop_words="english").fit_transform(sentences)
         except ValueError:  # only stop words: nothing to rank by
             return " ".join(sentences[:keep])
         centroid = matrix.mean(axis=0).A1

@@ -10,6 +10,7 @@ logs out.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -25,7 +26,7 @@ from app.core.settings import get_settings
 from app.core.store import ResultStore
 from deployments._runtime.consumer import TaskConsumer
 from deployments._runtime.membership import Membership
-from deployments.sdk import ModelSpec, spec_of
+from deployments.sdk import ModelSpec, check_name, spec_of
 from protos.codec import message_from_bytes
 from protos.descriptors import descriptor_set, fingerprint
 from registry.client import RayRegistry
@@ -56,10 +57,12 @@ def model_info(spec: ModelSpec) -> ModelInfo:
 class ModelReplica:
     """One replica of a model deployment (the class Serve runs; the model is an argument)."""
 
-    async def __init__(self, model_cls: type) -> None:
+    async def __init__(self, model_cls: type, model_name: str | None = None) -> None:
         configure_logging()
         settings = get_settings()
         self._spec = spec_of(model_cls)
+        if model_name is not None:
+            self._spec = dataclasses.replace(self._spec, name=model_name)
         self._connection: AbstractRobustConnection | None = None
         self._disconnected_since: float | None = None
         context = serve.get_replica_context()
@@ -154,17 +157,23 @@ class ModelReplica:
             await self._store.close()
 
 
-def build_application(model_cls: type, **deployment_options: Any) -> Application:
+def build_application(
+    model_cls: type, *, model_name: str | None = None, **deployment_options: Any
+) -> Application:
     """The Serve application of an `@model` class.
 
     Args:
         model_cls: a class decorated with `deployments.sdk.model`.
+        model_name: serve the class under another model name (and queue) than its own, e.g.
+            to run one class twice with different settings.
         **deployment_options: options for `serve.deployment` overriding the model's defaults;
             `serve_config.yaml` can override them again per environment.
     """
     spec = spec_of(model_cls)
+    if model_name is not None:
+        check_name(model_name)
     options: dict[str, Any] = {
-        "name": spec.name,
+        "name": model_name or spec.name,
         "num_replicas": max(1, spec.min_replicas),
         "ray_actor_options": {"num_cpus": spec.num_cpus, **spec.extra_ray_actor_options},
         "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_TIMEOUT_S,
@@ -172,4 +181,4 @@ def build_application(model_cls: type, **deployment_options: Any) -> Application
     }
     options.update(deployment_options)
     deployment = serve.deployment(ModelReplica).options(**options)
-    return deployment.bind(model_cls)
+    return deployment.bind(model_cls, model_name)

@@ -1,0 +1,136 @@
+"""One Ray instance and one Serve instance for the whole e2e session, on loopback only.
+
+Replicas read their settings from the environment they inherit from this process, so the
+APP_* variables are set before Ray starts: a short ping interval, a test Redis database, and
+a registry name of this session's own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import AMQP_URL, REDIS_URL, service_missing
+
+PING_INTERVAL_S = 1.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def serve_url() -> Iterator[str]:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except Exception as exc:  # noqa: BLE001
+        service_missing("Redis", exc)
+    os.environ.update(
+        {
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "APP_ENVIRONMENT": "test",
+            "APP_REDIS_URL": REDIS_URL,
+            "APP_AMQP_URL": AMQP_URL,
+            "APP_REDIS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
+            "APP_JWT_SECRET": "e2e-secret-" + uuid.uuid4().hex,
+            "APP_PING_INTERVAL_S": str(PING_INTERVAL_S),
+            "APP_PING_TIMEOUT_S": "1",
+            "APP_MODEL_CACHE_TTL_S": "0",
+            "APP_REGISTRY_NAME": f"registry-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    from app.core.settings import get_settings
+
+    get_settings.cache_clear()
+
+    import ray
+    from ray import serve
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(serve_url: str) -> str:
+    from ray import serve
+
+    from app.main import build_gateway
+
+    serve.run(build_gateway(), name="gateway", route_prefix="/")
+    return serve_url
+
+
+@pytest.fixture(scope="session")
+def http(gateway_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def auth(http: httpx.Client) -> Callable[[], dict[str, str]]:
+    def make() -> dict[str, str]:
+        credentials = {"login": f"u{uuid.uuid4().hex[:12]}", "password": "long enough password"}
+        assert http.post("/register", json=credentials).status_code == 201
+        token = http.post("/login", json=credentials).json()["access_token"]
+        return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+@pytest.fixture
+def deploy_model() -> Iterator[Callable[..., str]]:
+    """Deploy a model app and delete it after the test; returns the model (= app) name."""
+    from ray import serve
+
+    deployed: list[str] = []
+
+    def deploy(model_cls: type, name: str | None = None, **options: Any) -> str:
+        app_name = name or f"{model_cls.__model_spec__.name}-{uuid.uuid4().hex[:6]}"
+        options.setdefault("ray_actor_options", {"num_cpus": 0})
+        serve.run(model_cls.app(model_name=app_name, **options), name=app_name, route_prefix=None)
+        deployed.append(app_name)
+        return app_name
+
+    yield deploy
+    for app_name in deployed:
+        serve.delete(app_name)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

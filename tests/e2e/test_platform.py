@@ -1,0 +1,174 @@
+"""The platform on a real Ray Serve instance, driven over HTTP through Serve's proxy."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+
+import pytest
+
+from deployments.echo import Echo
+from deployments.iris import Iris
+from deployments.summarizer import Summarizer
+from protos.echo_pb2 import EchoRequest, EchoResponse
+from protos.iris_pb2 import IrisRequest, IrisResponse
+from tests.e2e.conftest import PING_INTERVAL_S, wait_for
+
+
+def submit(http, headers, model, body):
+    response = http.post(f"/models/{model}/tasks", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    return response.json()["task_id"]
+
+
+def wait_result(http, headers, model, task_id):
+    def done():
+        response = http.get(
+            f"/models/{model}/result", params={"task_id": task_id, "wait": 5}, headers=headers
+        )
+        return response if response.status_code == 200 else None
+
+    return wait_for(done, timeout=60).json()
+
+
+def listed(http, headers):
+    return {m["name"]: m for m in http.get("/models", headers=headers).json()}
+
+
+def test_summarizer_and_iris_over_http(http, auth, deploy_model):
+    headers = auth()
+    summarizer = deploy_model(Summarizer)
+    iris = deploy_model(Iris)
+    text = "Queues absorb bursts. The sky is blue. Replicas follow the queue backlog of tasks."
+    task = submit(
+        http,
+        headers,
+        summarizer,
+        {"file": {"content": base64.b64encode(text.encode()).decode()}, "author": "GRACE hopper"},
+    )
+    document = wait_result(http, headers, summarizer, task)
+    assert document["status"] == "succeeded"
+    assert document["result"]["fixed_author"] == "Grace Hopper"
+    assert document["result"]["summary"] == text  # three sentences: all kept
+
+    body = IrisRequest(sepal_length=5.0, sepal_width=3.4, petal_length=1.5, petal_width=0.2)
+    response = http.post(
+        f"/models/{iris}/tasks",
+        content=body.SerializeToString(),
+        headers={**headers, "Content-Type": "application/x-protobuf"},
+    )
+    assert response.status_code == 202
+    wait_result(http, headers, iris, response.json()["task_id"])
+    raw = http.get(
+        f"/models/{iris}/result",
+        params={"task_id": response.json()["task_id"]},
+        headers={**headers, "Accept": "application/x-protobuf"},
+    )
+    assert IrisResponse.FromString(raw.content).species == "setosa"
+
+
+def test_model_deployed_after_gateway__listed_documented_usable_then_gone(
+    http, auth, deploy_model
+):
+    from ray import serve
+
+    headers = auth()
+    name = deploy_model(Echo)
+    models = listed(http, headers)
+    assert models[name]["instances"] == 1
+    assert models[name]["request_type"] == "echo.EchoRequest"
+    paths = http.get("/openapi.json").json()["paths"]
+    assert f"/models/{name}/tasks" in paths and f"/models/{name}/result" in paths
+    document = wait_result(http, headers, name, submit(http, headers, name, {"text": "hi"}))
+    assert document["result"]["text"] == "hi"
+
+    serve.delete(name)  # logs out on graceful stop, before any ping could notice
+    assert name not in listed(http, headers)
+    assert f"/models/{name}/tasks" not in http.get("/openapi.json").json()["paths"]
+
+
+def test_two_replicas__every_task_gets_its_own_result(http, auth, deploy_model):
+    headers = auth()
+    name = deploy_model(Echo, num_replicas=2)
+    wait_for(lambda: listed(http, headers)[name]["instances"] == 2)
+    texts = [f"task-{i}" for i in range(120)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda t: submit(http, headers, name, {"text": t, "delay_ms": 20}), texts))
+        documents = list(pool.map(lambda i: wait_result(http, headers, name, i), ids))
+    assert [d["result"]["text"] for d in documents] == texts
+    assert all(d["status"] == "succeeded" for d in documents)
+    assert len({d["result"]["replica"] for d in documents}) == 2
+
+
+def test_handle_call_runs_the_model_directly(deploy_model):
+    from ray import serve
+
+    name = deploy_model(Echo)
+    handle = serve.get_app_handle(name)
+    response = handle.remote(EchoRequest(text="direct")).result(timeout_s=30)
+    assert isinstance(response, EchoResponse) and response.text == "direct"
+    from_bytes = handle.remote(EchoRequest(text="bytes").SerializeToString()).result(timeout_s=30)
+    assert from_bytes.text == "bytes"
+
+
+def test_same_name_other_types__refused_and_first_keeps_working(http, auth, deploy_model):
+    from ray import serve
+    from ray.serve.schema import ApplicationStatus
+
+    headers = auth()
+    name = deploy_model(Echo)
+    # The same model name, other message types: the registry refuses, the replica fails.
+    serve._run(Iris.app(model_name=name, ray_actor_options={"num_cpus": 0}), name=f"{name}-x",
+               route_prefix=None, _blocking=False)
+
+    def failed():
+        status = serve.status().applications.get(f"{name}-x")
+        return status is not None and status.status == ApplicationStatus.DEPLOY_FAILED
+
+    try:
+        wait_for(failed, timeout=120, interval=1)
+        deployment = serve.status().applications[f"{name}-x"].deployments[name]
+        assert "is already registered with request echo.EchoRequest" in deployment.message
+    finally:
+        serve.delete(f"{name}-x")
+    models = listed(http, headers)
+    assert models[name]["request_type"] == "echo.EchoRequest"
+    assert models[name]["instances"] == 1
+    assert wait_result(http, headers, name, submit(http, headers, name, {"text": "ok"}))[
+        "result"
+    ]["text"] == "ok"
+
+
+def test_killed_replica__dropped_within_two_intervals_model_stays(http, auth, deploy_model):
+    import ray
+
+    headers = auth()
+    name = deploy_model(Echo, num_replicas=2)
+    wait_for(lambda: listed(http, headers)[name]["instances"] == 2)
+    replica = next(
+        a for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{name}#")
+    )
+    ray.kill(ray.get_actor(replica["name"], namespace="serve"), no_restart=True)
+    # Serve starts a replacement; until it registers, one instance is left and the model stays.
+    wait_for(lambda: listed(http, headers).get(name, {}).get("instances") == 1,
+             timeout=2 * PING_INTERVAL_S + 3, interval=0.1)
+    assert name in listed(http, headers)
+
+
+def test_registry_restart__heals_within_two_intervals(http, auth, deploy_model):
+    import ray
+
+    from app.core.settings import get_settings
+
+    headers = auth()
+    name = deploy_model(Echo)
+    settings = get_settings()
+    registry = ray.get_actor(settings.registry_name, namespace=settings.registry_namespace)
+    ray.kill(registry, no_restart=False)  # restarts empty
+    wait_for(lambda: name in listed(http, headers), timeout=2 * PING_INTERVAL_S + 10)
+
+
+@pytest.mark.parametrize("endpoint", ["/health/live", "/health/ready", "/metrics", "/docs"])
+def test_operational_endpoints(http, endpoint):
+    assert http.get(endpoint).status_code == 200
