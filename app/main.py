@@ -83,7 +83,8 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
             for error in exc.errors()
         ]
     elif isinstance(exc, StarletteHTTPException):
-        status, detail, headers = exc.status_code, exc.detail, exc.headers
+        status, detail = exc.status_code, exc.detail
+        headers = dict(exc.headers) if exc.headers else None
         code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     else:
         status, code, detail = 500, "internal_error", "internal error"

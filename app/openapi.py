@@ -11,14 +11,20 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from google.protobuf.message import Message
 
 from app.catalog import LiveModel
 from protos.codec import PROTOBUF_CONTENT_TYPE
 from protos.json_schema import component_name, example, message_schemas
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
-SECURITY = [{"OAuth2PasswordBearer": []}]
+SECURITY: list[dict[str, list[str]]] = [{"OAuth2PasswordBearer": []}]
 _BINARY = {"type": "string", "format": "binary"}
+
+
+def _descriptor(message_cls: type[Message]) -> Any:
+    # The pure-Python and upb Descriptor classes are one thing at run time.
+    return message_cls.DESCRIPTOR
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -103,7 +109,7 @@ def _submit_operation(model: LiveModel, tag: str, request_ref: dict[str, Any]) -
             "content": {
                 "application/json": {
                     "schema": request_ref,
-                    "example": example(model.types.request.DESCRIPTOR),
+                    "example": example(_descriptor(model.types.request)),
                 },
                 PROTOBUF_CONTENT_TYPE: {"schema": _BINARY},
             },
@@ -166,7 +172,7 @@ def _result_operation(model: LiveModel, tag: str, response_ref: dict[str, Any]) 
                             "task_id": "00000000-0000-4000-8000-000000000000",
                             "model": view.name,
                             "status": "succeeded",
-                            "result": example(model.types.response.DESCRIPTOR),
+                            "result": example(_descriptor(model.types.response)),
                         },
                     },
                     PROTOBUF_CONTENT_TYPE: {"schema": _BINARY},

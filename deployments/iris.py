@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from deployments.sdk import InvalidInput, model
+from deployments.sdk import InvalidInput, build_app, model
 from protos.iris_pb2 import IrisRequest, IrisResponse
 
 
@@ -42,4 +42,4 @@ class Iris:
         )
 
 
-app = Iris.app()
+app = build_app(Iris)

@@ -2,7 +2,7 @@
 
 Example:
     ```python
-    from deployments.sdk import InvalidInput, model
+    from deployments.sdk import InvalidInput, build_app, model
     from protos.example_pb2 import ExampleModelRequest, ExampleModelResponse
 
     @model(name="summarizer", request=ExampleModelRequest, response=ExampleModelResponse)
@@ -14,7 +14,7 @@ Example:
                 raise InvalidInput("file.content must not be empty")
             return ExampleModelResponse(summary=...)
 
-    app = Summarizer.app()  # what serve_config.yaml's import_path names
+    app = build_app(Summarizer)  # what serve_config.yaml's import_path names
     ```
 
 The decorated class stays an ordinary class: `await Summarizer().process_request(req)` works in
@@ -34,7 +34,7 @@ from google.protobuf.message import Message
 if TYPE_CHECKING:
     from ray.serve import Application
 
-__all__ = ["InvalidInput", "ModelSpec", "Retry", "model"]
+__all__ = ["InvalidInput", "ModelSpec", "Retry", "build_app", "model"]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -110,7 +110,7 @@ def model(
 
     Returns:
         A class decorator that validates the class and returns it unchanged but for a
-        `__model_spec__` attribute and an `app()` classmethod building the Serve application.
+        `__model_spec__` attribute; `build_app(cls)` makes the Serve application of it.
 
     Raises:
         TypeError: the class or an argument is not usable, with what to change.
@@ -170,7 +170,6 @@ def model(
             num_cpus=num_cpus,
         )
         cls.__model_spec__ = spec  # type: ignore[attr-defined]
-        cls.app = classmethod(_build_app)  # type: ignore[attr-defined]
         return cls
 
     return decorate
@@ -197,8 +196,22 @@ def spec_of(cls: type) -> ModelSpec:
     return spec
 
 
-def _build_app(cls: type, **deployment_options: Any) -> Application:
+def build_app(
+    cls: type, *, model_name: str | None = None, **deployment_options: Any
+) -> Application:
+    """The Ray Serve application running `cls` (what `serve_config.yaml`'s import_path names).
+
+    Args:
+        cls: a class decorated with `@model`.
+        model_name: serve it under another model name (and queue), e.g. to run one class
+            twice with different settings.
+        **deployment_options: `serve.deployment` options overriding the model's defaults
+            (`serve_config.yaml` can override them again per environment).
+
+    Raises:
+        TypeError: `cls` is not decorated with `@model`, or `model_name` is invalid.
+    """
     # Imported here so that defining and unit-testing a model never imports Ray.
     from deployments._runtime.replica import build_application
 
-    return build_application(cls, **deployment_options)
+    return build_application(cls, model_name=model_name, **deployment_options)

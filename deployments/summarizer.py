@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from deployments.sdk import InvalidInput, model
+from deployments.sdk import InvalidInput, build_app, model
 from protos.example_pb2 import ExampleModelRequest, ExampleModelResponse
 
 MAX_DOCUMENT_BYTES = 512 * 1024
@@ -70,4 +70,4 @@ class Summarizer:
         return " ".join(sentences[i] for i in sorted(ranked))
 
 
-app = Summarizer.app()
+app = build_app(Summarizer)

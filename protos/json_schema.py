@@ -93,11 +93,7 @@ def _is_map(field: FieldDescriptor) -> bool:
 
 
 def _is_repeated(field: FieldDescriptor) -> bool:
-    return (
-        bool(field.is_repeated)
-        if hasattr(field, "is_repeated")
-        else (field.label == FD.LABEL_REPEATED)
-    )
+    return bool(field.is_repeated)
 
 
 def _real_oneofs(descriptor: Descriptor) -> list[Any]:

@@ -58,7 +58,7 @@ def get_or_create_registry(
     from registry.actor import RegistryActor
 
     actor_cls = ray.remote(RegistryActor)
-    return actor_cls.options(  # type: ignore[attr-defined]
+    return actor_cls.options(
         name=name,
         namespace=namespace,
         lifetime="detached",

@@ -36,6 +36,10 @@ class BrokerError(RuntimeError):
     """RabbitMQ could not be reached, or did not confirm a publish."""
 
 
+# What a publish may raise besides QueueMissing, for callers that only care "it failed".
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (BrokerError, *BROKER_ERRORS)
+
+
 class QueueMissing(BrokerError):
     """The broker returned a message because no queue of that name exists."""
 
@@ -178,7 +182,7 @@ class Publisher:
         """
         try:
             channel = await self._get_channel()
-        except (BrokerError, *BROKER_ERRORS) as exc:
+        except PUBLISH_ERRORS as exc:
             raise BrokerError(f"RabbitMQ unavailable: {exc!r}") from exc
         await publish_confirmed(
             channel,
@@ -206,14 +210,14 @@ class Publisher:
                 finally:
                     if not channel.is_closed:
                         await channel.close()
-        except (BrokerError, *BROKER_ERRORS) as exc:
+        except PUBLISH_ERRORS as exc:
             logger.warning("cannot read queue lengths: %s", exc)
         return lengths
 
     async def is_connected(self) -> bool:
         try:
             channel = await self._get_channel()
-        except (BrokerError, *BROKER_ERRORS):
+        except PUBLISH_ERRORS:
             return False
         return not channel.is_closed
 

@@ -184,7 +184,7 @@ class ResultStore:
 
     async def get(self, task_id: str) -> TaskRecord | None:
         try:
-            raw: dict[bytes, bytes] = await self.redis.hgetall(self.key(task_id))  # type: ignore[misc]
+            raw: dict[Any, Any] = await self.redis.hgetall(self.key(task_id))  # type: ignore[misc,unused-ignore]
         except (RedisError, OSError) as exc:
             raise StoreError(str(exc)) from exc
         if not raw or b"status" not in raw:

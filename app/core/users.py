@@ -31,14 +31,14 @@ class UserStore:
     async def create(self, login: str, password_hash: str) -> bool:
         """Create the user; False when the login is taken."""
         try:
-            created = await self.redis.hsetnx(self._user_key(login), "password_hash", password_hash)  # type: ignore[misc]
+            created = await self.redis.hsetnx(self._user_key(login), "password_hash", password_hash)  # type: ignore[misc,unused-ignore]
         except (RedisError, OSError) as exc:
             raise StoreError(str(exc)) from exc
         return bool(created)
 
     async def password_hash(self, login: str) -> str | None:
         try:
-            raw = await self.redis.hget(self._user_key(login), "password_hash")  # type: ignore[misc]
+            raw = await self.redis.hget(self._user_key(login), "password_hash")  # type: ignore[misc,unused-ignore]
         except (RedisError, OSError) as exc:
             raise StoreError(str(exc)) from exc
         return raw.decode() if isinstance(raw, bytes) else raw

@@ -57,7 +57,7 @@ def model_info(spec: ModelSpec) -> ModelInfo:
 class ModelReplica:
     """One replica of a model deployment (the class Serve runs; the model is an argument)."""
 
-    async def __init__(self, model_cls: type, model_name: str | None = None) -> None:
+    async def __init__(self, model_cls: type, model_name: str | None = None) -> None:  # type: ignore[misc]
         configure_logging()
         settings = get_settings()
         self._spec = spec_of(model_cls)
@@ -180,5 +180,6 @@ def build_application(
         "health_check_period_s": 10,
     }
     options.update(deployment_options)
-    deployment = serve.deployment(ModelReplica).options(**options)
-    return deployment.bind(model_cls, model_name)
+    deployment = serve.deployment(ModelReplica).options(**options)  # type: ignore[attr-defined]
+    application: Application = deployment.bind(model_cls, model_name)
+    return application

@@ -111,12 +111,16 @@ def deploy_model() -> Iterator[Callable[..., str]]:
     """Deploy a model app and delete it after the test; returns the model (= app) name."""
     from ray import serve
 
+    from deployments.sdk import build_app
+
     deployed: list[str] = []
 
     def deploy(model_cls: type, name: str | None = None, **options: Any) -> str:
         app_name = name or f"{model_cls.__model_spec__.name}-{uuid.uuid4().hex[:6]}"
         options.setdefault("ray_actor_options", {"num_cpus": 0})
-        serve.run(model_cls.app(model_name=app_name, **options), name=app_name, route_prefix=None)
+        serve.run(
+            build_app(model_cls, model_name=app_name, **options), name=app_name, route_prefix=None
+        )
         deployed.append(app_name)
         return app_name
 

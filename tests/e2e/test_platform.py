@@ -9,6 +9,7 @@ import pytest
 
 from deployments.echo import Echo
 from deployments.iris import Iris
+from deployments.sdk import build_app
 from deployments.summarizer import Summarizer
 from protos.echo_pb2 import EchoRequest, EchoResponse
 from protos.iris_pb2 import IrisRequest, IrisResponse
@@ -67,9 +68,7 @@ def test_summarizer_and_iris_over_http(http, auth, deploy_model):
     assert IrisResponse.FromString(raw.content).species == "setosa"
 
 
-def test_model_deployed_after_gateway__listed_documented_usable_then_gone(
-    http, auth, deploy_model
-):
+def test_model_deployed_after_gateway__listed_documented_usable_then_gone(http, auth, deploy_model):
     from ray import serve
 
     headers = auth()
@@ -93,7 +92,9 @@ def test_two_replicas__every_task_gets_its_own_result(http, auth, deploy_model):
     wait_for(lambda: listed(http, headers)[name]["instances"] == 2)
     texts = [f"task-{i}" for i in range(120)]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        ids = list(pool.map(lambda t: submit(http, headers, name, {"text": t, "delay_ms": 20}), texts))
+        ids = list(
+            pool.map(lambda t: submit(http, headers, name, {"text": t, "delay_ms": 20}), texts)
+        )
         documents = list(pool.map(lambda i: wait_result(http, headers, name, i), ids))
     assert [d["result"]["text"] for d in documents] == texts
     assert all(d["status"] == "succeeded" for d in documents)
@@ -118,8 +119,12 @@ def test_same_name_other_types__refused_and_first_keeps_working(http, auth, depl
     headers = auth()
     name = deploy_model(Echo)
     # The same model name, other message types: the registry refuses, the replica fails.
-    serve._run(Iris.app(model_name=name, ray_actor_options={"num_cpus": 0}), name=f"{name}-x",
-               route_prefix=None, _blocking=False)
+    serve._run(
+        build_app(Iris, model_name=name, ray_actor_options={"num_cpus": 0}),
+        name=f"{name}-x",
+        route_prefix=None,
+        _blocking=False,
+    )
 
     def failed():
         status = serve.status().applications.get(f"{name}-x")
@@ -134,9 +139,12 @@ def test_same_name_other_types__refused_and_first_keeps_working(http, auth, depl
     models = listed(http, headers)
     assert models[name]["request_type"] == "echo.EchoRequest"
     assert models[name]["instances"] == 1
-    assert wait_result(http, headers, name, submit(http, headers, name, {"text": "ok"}))[
-        "result"
-    ]["text"] == "ok"
+    assert (
+        wait_result(http, headers, name, submit(http, headers, name, {"text": "ok"}))["result"][
+            "text"
+        ]
+        == "ok"
+    )
 
 
 def test_killed_replica__dropped_within_two_intervals_model_stays(http, auth, deploy_model):
@@ -146,13 +154,17 @@ def test_killed_replica__dropped_within_two_intervals_model_stays(http, auth, de
     name = deploy_model(Echo, num_replicas=2)
     wait_for(lambda: listed(http, headers)[name]["instances"] == 2)
     replica = next(
-        a for a in ray.util.list_named_actors(all_namespaces=True)
+        a
+        for a in ray.util.list_named_actors(all_namespaces=True)
         if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{name}#")
     )
     ray.kill(ray.get_actor(replica["name"], namespace="serve"), no_restart=True)
     # Serve starts a replacement; until it registers, one instance is left and the model stays.
-    wait_for(lambda: listed(http, headers).get(name, {}).get("instances") == 1,
-             timeout=2 * PING_INTERVAL_S + 3, interval=0.1)
+    wait_for(
+        lambda: listed(http, headers).get(name, {}).get("instances") == 1,
+        timeout=2 * PING_INTERVAL_S + 3,
+        interval=0.1,
+    )
     assert name in listed(http, headers)
 
 

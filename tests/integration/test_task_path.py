@@ -37,7 +37,10 @@ async def result(gateway, headers, model, task_id, **kwargs):
 async def test_summarizer_json__pending_then_succeeded(gateway, user, deploy):
     headers = await user()
     model = await deploy(Summarizer())
-    body = {"file": {"content": base64.b64encode(DOCUMENT.encode()).decode()}, "author": "ada  LOVELACE"}
+    body = {
+        "file": {"content": base64.b64encode(DOCUMENT.encode()).decode()},
+        "author": "ada  LOVELACE",
+    }
 
     accepted = await submit(gateway, headers, model.consumer.spec.name, json=body)
     assert accepted.status_code == 202, accepted.text
@@ -92,7 +95,9 @@ async def test_summarizer_protobuf_result_matches_json(gateway, user, deploy):
     await model.drain()
     as_json = (await result(gateway, headers, name, task_id)).json()["result"]
     as_proto = ExampleModelResponse.FromString(
-        (await result(gateway, {**headers, "Accept": "application/x-protobuf"}, name, task_id)).content
+        (
+            await result(gateway, {**headers, "Accept": "application/x-protobuf"}, name, task_id)
+        ).content
     )
     assert as_json == {"summary": as_proto.summary, "fixed_author": as_proto.fixed_author}
     assert as_proto.summary == "One sentence only."
@@ -112,9 +117,7 @@ async def test_when_model_raises_invalid_input__then_failed_at_once(gateway, use
     assert await model.queue_length(model.names.dead_letter) == 0
 
 
-async def test_when_model_raises__then_retried_then_failed_and_dead_lettered(
-    gateway, user, deploy
-):
+async def test_when_model_raises__then_retried_then_failed_and_dead_lettered(gateway, user, deploy):
     headers = await user()
     model = await deploy(Echo(), max_attempts=3, retry_backoff_s=0.05)
     name = model.consumer.spec.name
@@ -158,7 +161,9 @@ async def test_redelivered_finished_task__acked_without_running_again(store, dep
 
     model = await deploy(Echo())
     name = model.consumer.spec.name
-    envelope = new_envelope(model=name, owner="u", payload=EchoRequest(text="a").SerializeToString())
+    envelope = new_envelope(
+        model=name, owner="u", payload=EchoRequest(text="a").SerializeToString()
+    )
     channel = await amqp.channel()
     for _ in range(2):  # the same task delivered twice, as after a lost ack
         await channel.default_exchange.publish(
@@ -178,22 +183,28 @@ async def test_redelivered_finished_task__acked_without_running_again(store, dep
         ({"json": {"no_such_field": 1}}, 422, "invalid_input"),
         ({"json": {"file": {"content": "!!not base64!!"}}}, 422, "invalid_input"),
         ({"json": [1, 2]}, 422, "invalid_input"),
-        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "bad_request"),
+        (
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            "bad_request",
+        ),
         (
             {"content": b"\xff\xff\xff", "headers": {"Content-Type": "application/x-protobuf"}},
             400,
             "bad_request",
         ),
-        ({"content": b"x", "headers": {"Content-Type": "text/plain"}}, 415, "unsupported_media_type"),
+        (
+            {"content": b"x", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "unsupported_media_type",
+        ),
     ],
 )
 async def test_bad_bodies__4xx_with_error_shape(gateway, user, deploy, kwargs, status, code):
     headers = await user()
     model = await deploy(Summarizer())
     extra = kwargs.pop("headers", {})
-    response = await submit(
-        gateway, {**headers, **extra}, model.consumer.spec.name, **kwargs
-    )
+    response = await submit(gateway, {**headers, **extra}, model.consumer.spec.name, **kwargs)
     assert response.status_code == status, response.text
     assert response.json()["error"] == code
     assert response.json()["detail"]

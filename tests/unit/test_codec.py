@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from protos.codec import (
+    DecodeFailed,
+    JsonMismatch,
+    message_from_bytes,
+    message_from_json,
+    message_to_dict,
+)
+from protos.example_pb2 import ExampleModelRequest, File
+from protos.iris_pb2 import IrisResponse
+
+
+def test_json_roundtrip_with_bytes_as_base64():
+    message = ExampleModelRequest(file=File(content=b"\x00\xffhello"), author="ada")
+    as_dict = message_to_dict(message)
+    assert as_dict["file"]["content"] == base64.b64encode(b"\x00\xffhello").decode()
+    import json
+
+    assert message_from_json(json.dumps(as_dict), ExampleModelRequest) == message
+
+
+def test_camel_case_names_are_accepted():
+    from protos.echo_pb2 import EchoRequest
+
+    assert message_from_json('{"delayMs": 5}', EchoRequest).delay_ms == 5
+
+
+def test_defaults_are_written_out():
+    assert message_to_dict(IrisResponse()) == {"species": "", "probabilities": {}}
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "mentions"),
+    [
+        ("{", DecodeFailed, "not valid JSON"),
+        (b"\xff\xfe", DecodeFailed, "not valid JSON"),
+        ("[]", JsonMismatch, "expected a JSON object"),
+        ('{"author": 3}', JsonMismatch, "author"),
+        ('{"nope": 1}', JsonMismatch, "nope"),
+        ('{"file": {"content": "***"}}', JsonMismatch, "content"),
+    ],
+)
+def test_bad_json__explains(body, error, mentions):
+    with pytest.raises(error, match=mentions):
+        message_from_json(body, ExampleModelRequest)
+
+
+def test_bad_protobuf__decode_failed():
+    with pytest.raises(DecodeFailed, match="example.ExampleModelRequest"):
+        message_from_bytes(b"\xff\xff\xff\xff", ExampleModelRequest)

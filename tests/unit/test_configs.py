@@ -1,0 +1,34 @@
+"""The shipped deployment configs are valid for the Ray release we pin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cluster_yaml_matches_ray_launcher_schema():
+    import ray.autoscaler
+
+    schema_path = Path(ray.autoscaler.__file__).parent / "ray-schema.json"
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    jsonschema.validate(config, json.loads(schema_path.read_text()))
+    start = " ".join(config["head_start_ray_commands"])
+    assert "--port 6390" in start and "6379" not in start
+
+
+def test_serve_config_is_a_valid_serve_deploy_schema():
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    schema = ServeDeploySchema.model_validate(config)
+    apps = {app.name: app for app in schema.applications}
+    assert apps["gateway"].route_prefix == "/"
+    for name in ("summarizer", "iris", "echo"):
+        assert apps[name].route_prefix is None
+        assert apps[name].import_path == f"deployments.{name}:app"
+        assert apps[name].runtime_env["env_vars"]["APP_REDIS_URL"]
