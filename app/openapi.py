@@ -183,6 +183,7 @@ def _result_operation(model: LiveModel, tag: str, response_ref: dict[str, Any]) 
                 "content": {"application/json": {"schema": document}},
             },
             "401": _error("Missing or invalid bearer token."),
+            "422": _error("Invalid query parameters."),
             "403": _error("The task belongs to another user."),
             "404": _error("Unknown or expired task."),
             "503": _error("Store unavailable; retry later."),

@@ -55,11 +55,11 @@ _SPECIAL: dict[str, tuple[dict[str, Any], Any]] = {
     "google.protobuf.Any": (
         {
             "type": "object",
-            "required": ["@type"],
             "properties": {"@type": {"type": "string"}},
-            "description": "A message of the type named by '@type', with its fields.",
+            "description": "A message of the type named by '@type', with its fields "
+            "({} when empty).",
         },
-        {"@type": "type.googleapis.com/google.protobuf.Empty"},
+        {},
     ),
     **{name: (schema, example) for name, (schema, example) in _WRAPPERS.items()},
 }
@@ -159,12 +159,29 @@ def _scalar_schema(field: FieldDescriptor, schemas: dict[str, dict[str, Any]]) -
 
 def _field_schema(field: FieldDescriptor, schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if _is_map(field):
+        key_field = field.message_type.fields_by_name["key"]
         value_field = field.message_type.fields_by_name["value"]
-        return {"type": "object", "additionalProperties": _scalar_schema(value_field, schemas)}
+        schema = {"type": "object", "additionalProperties": _scalar_schema(value_field, schemas)}
+        key_pattern = _MAP_KEY_PATTERNS.get(key_field.type)
+        if key_pattern is not None:
+            schema["propertyNames"] = {"pattern": key_pattern}
+        return schema
     item = _scalar_schema(field, schemas)
     if _is_repeated(field):
         return {"type": "array", "items": item}
     return item
+
+
+# JSON object keys are strings; integer and bool map keys are written as their text.
+_MAP_KEY_PATTERNS = {
+    **dict.fromkeys(INT32_TYPES | INT64_TYPES, r"^-?[0-9]+$"),
+    **dict.fromkeys(UINT32_TYPES | UINT64_TYPES, r"^[0-9]+$"),
+    FD.TYPE_BOOL: r"^(true|false)$",
+}
+_MAP_KEY_EXAMPLES = {
+    **dict.fromkeys(INT32_TYPES | INT64_TYPES | UINT32_TYPES | UINT64_TYPES, "0"),
+    FD.TYPE_BOOL: "false",
+}
 
 
 def example(descriptor: Descriptor, _depth: int = 0) -> dict[str, Any]:
@@ -184,8 +201,10 @@ def example(descriptor: Descriptor, _depth: int = 0) -> dict[str, Any]:
                 continue  # at most one member of a oneof may be set
             oneof_taken.add(oneof.name)
         if _is_map(field):
+            key_type = field.message_type.fields_by_name["key"].type
             value_field = field.message_type.fields_by_name["value"]
-            result[field.name] = {"key": _scalar_example(value_field, _depth)}
+            key = _MAP_KEY_EXAMPLES.get(key_type, "key")
+            result[field.name] = {key: _scalar_example(value_field, _depth)}
         elif _is_repeated(field):
             result[field.name] = [_scalar_example(field, _depth)]
         else:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -64,6 +67,11 @@ class TaskDocument(BaseModel):
 class ErrorOut(BaseModel):
     error: str = Field(description="A stable, machine-readable code.")
     detail: object = Field(description="What went wrong, for a human.")
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error codes, all in the common error shape."""
+    return {code: {"model": ErrorOut, "description": HTTPStatus(code).phrase} for code in codes}
 
 
 class HealthOut(BaseModel):

@@ -42,6 +42,7 @@ def serve_url() -> Iterator[str]:
         redis.Redis.from_url(REDIS_URL).ping()
     except Exception as exc:  # noqa: BLE001
         service_missing("Redis", exc)
+    saved = dict(os.environ)
     os.environ.update(
         {
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -77,6 +78,9 @@ def serve_url() -> Iterator[str]:
     finally:
         serve.shutdown()
         ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

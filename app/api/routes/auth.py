@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, status
 from pydantic import ValidationError
 
 from app.api.deps import ServicesDep
-from app.api.schemas import Credentials, TokenOut, UserOut
+from app.api.schemas import Credentials, TokenOut, UserOut, error_responses
 from app.core.errors import Conflict, InvalidInput, TooManyRequests, Unauthorized
 from app.core.security import create_access_token, hash_password, verify_password
 
@@ -19,7 +19,12 @@ MAX_FAILED_LOGINS = 10
 BAD_CREDENTIALS = "wrong login or password"
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    responses=error_responses(409, 422, 503),
+)
 async def register(credentials: Credentials, services: ServicesDep) -> UserOut:
     """Create a user account; the login must be unused."""
     password_hash = await asyncio.to_thread(hash_password, credentials.password)
@@ -57,6 +62,7 @@ async def _read_credentials(request: Request) -> Credentials:
 @router.post(
     "/login",
     response_model=TokenOut,
+    responses=error_responses(401, 422, 429, 503),
     openapi_extra={
         "requestBody": {
             "required": True,

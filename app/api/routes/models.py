@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter
 
 from app.api.deps import CurrentUser, ServicesDep
-from app.api.schemas import ErrorOut, ModelOut
+from app.api.schemas import ModelOut, error_responses
 
 router = APIRouter(tags=["models"])
 
@@ -15,7 +15,7 @@ router = APIRouter(tags=["models"])
 @router.get(
     "/models",
     response_model=list[ModelOut],
-    responses={code: {"model": ErrorOut} for code in (401, 503)},
+    responses=error_responses(401, 503),
 )
 async def list_models(user: CurrentUser, services: ServicesDep) -> list[ModelOut]:
     """Live models with their message types, instances and queue length."""

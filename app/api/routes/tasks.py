@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.body import decode_request, media_type, read_capped
 from app.api.deps import CurrentUser, ServicesDep
-from app.api.schemas import ErrorOut, TaskAccepted, TaskDocument
+from app.api.schemas import TaskAccepted, TaskDocument, error_responses
 from app.core.broker import BrokerError, QueueMissing
 from app.core.errors import Forbidden, ModelUnavailable, TaskNotFound, Unavailable
 from app.core.store import StoreError
@@ -34,7 +34,17 @@ POLL_INTERVAL_S = 0.05
     "/models/{name}/tasks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskAccepted,
-    responses={code: {"model": ErrorOut} for code in (400, 401, 404, 413, 415, 422, 503)},
+    responses=error_responses(400, 401, 404, 413, 415, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The model's request message (see the model's own operation).",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                PROTOBUF_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
 )
 async def submit_task(
     name: ModelName, request: Request, user: CurrentUser, services: ServicesDep
@@ -87,7 +97,7 @@ async def _forget(services: ServicesDep, task_id: str) -> None:
             "content": {PROTOBUF_CONTENT_TYPE: {}},
         },
         202: {"model": TaskDocument, "description": "Not done yet."},
-        **{code: {"model": ErrorOut} for code in (401, 403, 404, 503)},
+        **error_responses(401, 403, 404, 422, 503),
     },
 )
 async def get_result(
