@@ -98,6 +98,6 @@ class ModelCatalog:
         model = self._models.get(name)
         if model is None:
             raise ModelNotFound(f"no live model named {name!r}")
-        if model.view.instances == 0:
+        if model.view.instances == 0 and not model.view.dormant:
             raise ModelUnavailable(f"model {name!r} has no live instance")
         return model

@@ -13,9 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.middleware import MetricsMiddleware
 from app.api.routes import auth, docs, health, models, tasks
 from app.core.errors import AppError
 from app.core.logging import configure_logging
+from app.core.metrics import MetricsRecorder
 from app.core.settings import Settings, get_settings
 from app.services import Services
 from registry.client import Registry
@@ -41,11 +43,14 @@ def create_app(*, settings: Settings | None = None, registry: Registry | None = 
     """
     configure_logging()
     settings = settings or get_settings()
+    recorder = MetricsRecorder()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.open(settings, registry)
+        services.metrics = recorder
         app.state.services = services
+        services.start_metrics_push()
         try:
             yield
         finally:
@@ -65,6 +70,7 @@ def create_app(*, settings: Settings | None = None, registry: Registry | None = 
     for router in (auth.router, models.router, tasks.router, health.router, docs.router):
         app.include_router(router)
     docs.mount_assets(app)
+    app.add_middleware(MetricsMiddleware, recorder=recorder)
     for exc_type in (AppError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, error_response)
     return app

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 from app.catalog import ModelCatalog
 from app.core.broker import Publisher
+from app.core.metrics import MetricsRecorder
 from app.core.settings import Settings
 from app.core.store import ResultStore
 from app.core.users import UserStore
@@ -23,6 +26,10 @@ class Services:
     publisher: Publisher
     catalog: ModelCatalog
     registry: Registry
+    metrics: MetricsRecorder = field(default_factory=MetricsRecorder)
+    # Names this gateway process's metrics in the registry.
+    source_id: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
+    _pusher: asyncio.Task[None] | None = None
 
     @classmethod
     def open(cls, settings: Settings, registry: Registry | None = None) -> Services:
@@ -50,6 +57,23 @@ class Services:
             registry=registry,
         )
 
+    def start_metrics_push(self) -> None:
+        """Send this process's metrics to the registry every ping interval."""
+        self._pusher = asyncio.get_running_loop().create_task(self._push_forever())
+
+    async def push_metrics(self) -> None:
+        await self.registry.report_metrics(self.source_id, self.metrics.snapshot())
+
+    async def _push_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ping_interval_s)
+            try:
+                await self.push_metrics()
+            except Exception as exc:
+                logger.warning("could not report metrics: %s", exc)
+
     async def close(self) -> None:
+        if self._pusher is not None:
+            self._pusher.cancel()
         await self.publisher.close()
         await self.store.close()

@@ -74,6 +74,8 @@ class ModelSpec:
     min_replicas: int = 1
     max_replicas: int = 1
     target_tasks_per_replica: int = 8
+    downscale_delay_s: float = 60.0
+    max_concurrency: int | None = None
     num_cpus: float = 0.5
     extra_ray_actor_options: dict[str, Any] = field(default_factory=dict)
 
@@ -90,6 +92,8 @@ def model(
     min_replicas: int = 1,
     max_replicas: int = 1,
     target_tasks_per_replica: int = 8,
+    downscale_delay_s: float = 60.0,
+    max_concurrency: int | None = None,
     num_cpus: float = 0.5,
 ) -> Callable[[_T], _T]:
     """Declare a class as a servable model.
@@ -103,9 +107,14 @@ def model(
         max_attempts: how many times a task is tried before it fails for good (1 = no retry).
         retry_backoff_s: delay before the first retry; doubles on each further retry.
         timeout_s: longest a single `process_request` call may run; None for no limit.
-        min_replicas: fewest replicas the autoscaler keeps.
-        max_replicas: most replicas the autoscaler starts.
+        min_replicas: fewest replicas the autoscaler keeps; 0 lets an idle model scale to
+            zero (the first queued task wakes it).
+        max_replicas: most replicas the autoscaler starts; equal to `min_replicas` turns
+            autoscaling off.
         target_tasks_per_replica: queued plus running tasks one replica should carry.
+        downscale_delay_s: how long the backlog must stay low before replicas are removed.
+        max_concurrency: tasks one replica runs at once (its RabbitMQ prefetch); defaults to
+            `APP_PREFETCH_COUNT`. Use 1 for a model that keeps a CPU busy.
         num_cpus: CPUs Ray reserves for each replica.
 
     Returns:
@@ -128,6 +137,8 @@ def model(
         raise TypeError(
             f"@model(name={name!r}): need 0 <= min_replicas <= max_replicas and max_replicas >= 1"
         )
+    if max_concurrency is not None and max_concurrency < 1:
+        raise TypeError(f"@model(name={name!r}): max_concurrency must be at least 1")
     if target_tasks_per_replica < 1:
         raise TypeError(f"@model(name={name!r}): target_tasks_per_replica must be at least 1")
 
@@ -167,6 +178,8 @@ def model(
             min_replicas=min_replicas,
             max_replicas=max_replicas,
             target_tasks_per_replica=target_tasks_per_replica,
+            downscale_delay_s=downscale_delay_s,
+            max_concurrency=max_concurrency,
             num_cpus=num_cpus,
         )
         cls.__model_spec__ = spec  # type: ignore[attr-defined]
@@ -197,7 +210,11 @@ def spec_of(cls: type) -> ModelSpec:
 
 
 def build_app(
-    cls: type, *, model_name: str | None = None, **deployment_options: Any
+    cls: type,
+    *,
+    model_name: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    **deployment_options: Any,
 ) -> Application:
     """The Ray Serve application running `cls` (what `serve_config.yaml`'s import_path names).
 
@@ -205,13 +222,16 @@ def build_app(
         cls: a class decorated with `@model`.
         model_name: serve it under another model name (and queue), e.g. to run one class
             twice with different settings.
+        overrides: `@model` arguments to change for this application only, e.g.
+            `{"max_replicas": 8, "max_concurrency": 2}`.
         **deployment_options: `serve.deployment` options overriding the model's defaults
             (`serve_config.yaml` can override them again per environment).
 
     Raises:
-        TypeError: `cls` is not decorated with `@model`, or `model_name` is invalid.
+        TypeError: `cls` is not decorated with `@model`, or `model_name` or an override is
+            invalid.
     """
     # Imported here so that defining and unit-testing a model never imports Ray.
     from deployments._runtime.replica import build_application
 
-    return build_application(cls, model_name=model_name, **deployment_options)
+    return build_application(cls, model_name=model_name, overrides=overrides, **deployment_options)

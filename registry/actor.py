@@ -9,6 +9,8 @@ import asyncio
 import logging
 import time
 
+from app.core.metrics import Snapshot as MetricsSnapshot
+from app.core.metrics import SourceTable
 from registry import client
 from registry.schemas import InstanceInfo, ModelInfo, Snapshot
 from registry.state import RegistryState
@@ -28,15 +30,21 @@ class RegistryActor:
         self._ping_timeout_s = ping_timeout_s
         self._pinger: asyncio.Task[None] | None = None
         self._misses: dict[str, int] = {}
+        self._metrics = SourceTable()
 
     def _ensure_pinger(self) -> None:
         # An async actor's loop only runs once a method is called, so the loop starts lazily.
         if self._pinger is None or self._pinger.done():
             self._pinger = asyncio.get_running_loop().create_task(self._ping_forever())
 
-    async def register(self, model: ModelInfo, instance: InstanceInfo) -> bool:
+    async def register(
+        self, model: ModelInfo, instance: InstanceInfo, metrics: MetricsSnapshot | None = None
+    ) -> bool:
         self._ensure_pinger()
-        added = self._state.register(model, instance, time.time())
+        now = time.time()
+        added = self._state.register(model, instance, now)
+        if metrics is not None:
+            self._metrics.report(instance.instance_id, metrics, now)
         if added:
             logger.info("registered %s instance %s", model.name, instance.instance_id)
         return added
@@ -44,6 +52,7 @@ class RegistryActor:
     async def logout(self, model_name: str, instance_id: str) -> bool:
         self._ensure_pinger()
         removed = self._state.logout(model_name, instance_id)
+        self._metrics.retire(instance_id)
         if removed:
             logger.info("logged out %s instance %s", model_name, instance_id)
         return removed
@@ -51,6 +60,16 @@ class RegistryActor:
     async def snapshot(self) -> Snapshot:
         self._ensure_pinger()
         return self._state.snapshot()
+
+    async def report_metrics(self, source: str, metrics: MetricsSnapshot) -> None:
+        """Latest metrics of a process that is not a model instance (a gateway replica)."""
+        self._ensure_pinger()
+        self._metrics.report(source, metrics, time.time())
+
+    async def metrics(self) -> MetricsSnapshot:
+        """Every process's metrics merged; totals of departed processes included."""
+        self._ensure_pinger()
+        return self._metrics.merged()
 
     async def version(self) -> int:
         self._ensure_pinger()
@@ -86,7 +105,19 @@ class RegistryActor:
             if result is client.PingResult.GONE or misses >= MAX_MISSED_PINGS:
                 self._misses.pop(key, None)
                 if self._state.mark_missed(name, key):
+                    self._metrics.retire(key)
                     logger.warning("dropped %s instance %s (%s)", name, key, result.value)
         # Instances nobody can ping live only as long as they keep re-registering.
         for name, key in self._state.drop_stale(now, max_age_s=3 * self._ping_interval_s):
+            self._metrics.retire(key)
             logger.warning("dropped %s instance %s (not seen for 3 intervals)", name, key)
+        live = {info.instance_id: info for _, info in self._state.instances()}
+        self._metrics.retire_stale(now, max_age_s=3 * self._ping_interval_s, keep=live)
+        # A model scaled to zero stays listed only while its Serve application exists.
+        dormant = self._state.dormant()
+        if dormant:
+            apps = await client.serve_applications()
+            for model in dormant:
+                if apps is not None and model.app_name not in apps:
+                    self._state.drop_model(model.name)
+                    logger.info("dropped dormant model %s (application gone)", model.name)

@@ -12,6 +12,7 @@ import enum
 import logging
 from typing import Any, Protocol
 
+from app.core.metrics import Snapshot as MetricsSnapshot
 from registry.schemas import InstanceInfo, ModelInfo, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -22,11 +23,17 @@ SERVE_NAMESPACE = "serve"
 class Registry(Protocol):
     """What components need from the registry (the gateway's tests use an in-process one)."""
 
-    async def register(self, model: ModelInfo, instance: InstanceInfo) -> bool: ...
+    async def register(
+        self, model: ModelInfo, instance: InstanceInfo, metrics: MetricsSnapshot | None = None
+    ) -> bool: ...
 
     async def logout(self, model_name: str, instance_id: str) -> bool: ...
 
     async def snapshot(self) -> Snapshot: ...
+
+    async def report_metrics(self, source: str, metrics: MetricsSnapshot) -> None: ...
+
+    async def metrics(self) -> MetricsSnapshot: ...
 
 
 class RegistryUnavailable(RuntimeError):
@@ -123,14 +130,16 @@ class RayRegistry:
                 ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def register(self, model: ModelInfo, instance: InstanceInfo) -> bool:
-        """Register (or refresh) an instance.
+    async def register(
+        self, model: ModelInfo, instance: InstanceInfo, metrics: MetricsSnapshot | None = None
+    ) -> bool:
+        """Register (or refresh) an instance, with its latest metrics.
 
         Raises:
             RegistrationRefused: the name is taken by other message types.
             RegistryUnavailable: the registry did not answer.
         """
-        return bool(await self._call("register", model, instance))
+        return bool(await self._call("register", model, instance, metrics))
 
     async def logout(self, model_name: str, instance_id: str) -> bool:
         """Remove an instance; False when the registry did not know it."""
@@ -141,9 +150,30 @@ class RayRegistry:
         snapshot: Snapshot = await self._call("snapshot")
         return snapshot
 
+    async def report_metrics(self, source: str, metrics: MetricsSnapshot) -> None:
+        """Send the metrics of a process that is not a model instance."""
+        await self._call("report_metrics", source, metrics)
+
+    async def metrics(self) -> MetricsSnapshot:
+        """All processes' metrics, merged."""
+        merged: MetricsSnapshot = await self._call("metrics")
+        return merged
+
     async def ping_now(self) -> None:
         """Ask the registry to ping every instance at once."""
         await self._call("ping_now")
+
+
+async def serve_applications() -> set[str] | None:
+    """Names of the Serve applications that exist now; None when Serve cannot tell."""
+    from ray import serve
+
+    try:
+        status = await asyncio.to_thread(serve.status)
+    except Exception as exc:
+        logger.warning("cannot read Serve status: %s", exc)
+        return None
+    return set(status.applications)
 
 
 async def ping_replica(actor_name: str, timeout_s: float) -> PingResult:

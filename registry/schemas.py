@@ -21,6 +21,10 @@ class ModelInfo:
     descriptor_set: bytes
     fingerprint: str
     description: str = ""
+    # Serve application running the model; with `scale_to_zero` the registry keeps the model
+    # listed (accepting tasks) while it has no instance, for as long as that app exists.
+    app_name: str = ""
+    scale_to_zero: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class ModelView:
     fingerprint: str
     description: str
     instances: int
+    # Listed with no instance because it scales to zero: tasks are accepted and wake it.
+    dormant: bool = False
 
 
 @dataclass(frozen=True)

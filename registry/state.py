@@ -74,12 +74,29 @@ class RegistryState:
         return True
 
     def logout(self, model_name: str, instance_id: str) -> bool:
-        """Remove an instance (and its model when it was the last); False if unknown."""
+        """Remove an instance; False if unknown.
+
+        A model goes with its last instance, unless it scales to zero: then it stays,
+        dormant, until `drop_model` (its Serve application is gone).
+        """
         record = self._models.get(model_name)
         if record is None or record.instances.pop(instance_id, None) is None:
             return False
-        if not record.instances:
+        if not record.instances and not record.info.scale_to_zero:
             del self._models[model_name]
+        self._version += 1
+        return True
+
+    def dormant(self) -> list[ModelInfo]:
+        """Models kept with no instance (scaled to zero)."""
+        return [r.info for r in self._models.values() if not r.instances]
+
+    def drop_model(self, model_name: str) -> bool:
+        """Forget a model with no instance left; False if unknown or still running."""
+        record = self._models.get(model_name)
+        if record is None or record.instances:
+            return False
+        del self._models[model_name]
         self._version += 1
         return True
 
@@ -127,6 +144,7 @@ class RegistryState:
                     fingerprint=record.info.fingerprint,
                     description=record.info.description,
                     instances=len(record.instances),
+                    dormant=not record.instances,
                 )
                 for name, record in sorted(self._models.items())
             ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,13 @@ from app.core.broker import (
     declare_model_queues,
     persistent_message,
     publish_confirmed,
+)
+from app.core.metrics import (
+    TASK_LATENCY,
+    TASK_RETRIES,
+    TASK_RUN_TIME,
+    TASKS_FINISHED,
+    MetricsRecorder,
 )
 from app.core.store import ResultStore, StoreError
 from app.core.tasks import EnvelopeError, decode_envelope
@@ -57,6 +65,7 @@ class TaskConsumer:
         model: an instance of the decorated class.
         store: where task states and results go.
         publish_timeout_s: bound on publishing a retry.
+        metrics: where task outcomes and timings are recorded.
     """
 
     def __init__(
@@ -66,8 +75,10 @@ class TaskConsumer:
         store: ResultStore,
         *,
         publish_timeout_s: float = 5.0,
+        metrics: MetricsRecorder | None = None,
     ) -> None:
         self.spec = spec
+        self.metrics = metrics or MetricsRecorder()
         self.model = model
         self.store = store
         self.names = QueueNames.for_model(spec.name)
@@ -173,14 +184,17 @@ class TaskConsumer:
             await self._fail(task, message, str(exc), "bad_payload", dead_letter=True)
             return
 
+        started = time.perf_counter()
         try:
             response = await self._invoke(request)
         except InvalidInput as exc:
             await self._fail(task, message, str(exc), "invalid_input", dead_letter=False)
             return
         except Exception as exc:  # the model failed: retry, or fail for good
+            self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
             await self._model_failed(task, message, exc)
             return
+        self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
 
         if not isinstance(response, self.spec.response):
             detail = (
@@ -197,6 +211,7 @@ class TaskConsumer:
         )
         await self._settle(message.ack())
         self.stats.succeeded += 1
+        self._finished(task, "succeeded")
 
     async def _invoke(self, request: Message) -> Message:
         call = self.model.process_request(request)
@@ -223,6 +238,7 @@ class TaskConsumer:
         await self._schedule_retry(task, error)
         await self._settle(message.ack())
         self.stats.retried += 1
+        self.metrics.inc(TASK_RETRIES, self.spec.name)
 
     async def _schedule_retry(self, task: Task, error: str) -> None:
         """Republish the task for its next attempt into the retry queue of that attempt."""
@@ -268,10 +284,17 @@ class TaskConsumer:
             owner=task.owner,
         )
         self.stats.failed += 1
+        self._finished(task, "failed")
         if dead_letter:
             await self._dead_letter(message)
         else:
             await self._settle(message.ack())
+
+    def _finished(self, task: Task, status: str) -> None:
+        self.metrics.inc(TASKS_FINISHED, self.spec.name, status)
+        created = task.created_at.ToNanoseconds() / 1e9
+        if created > 0:
+            self.metrics.observe(TASK_LATENCY, max(0.0, time.time() - created), self.spec.name)
 
     async def _dead_letter(self, message: AbstractIncomingMessage) -> None:
         # The work queue's dead-letter exchange routes a rejected message to `<model>.dlq`.

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
+from app.core.metrics import Snapshot as MetricsSnapshot
 from registry.client import Registry, RegistryUnavailable
 from registry.schemas import InstanceInfo, ModelInfo, RegistrationRefused
 
@@ -23,12 +25,19 @@ class Membership:
         model: what this instance serves.
         instance: who this instance is.
         interval_s: how often to re-register.
+        metrics: returns this instance's metrics, sent along with every registration.
     """
 
     def __init__(
-        self, registry: Registry, model: ModelInfo, instance: InstanceInfo, interval_s: float
+        self,
+        registry: Registry,
+        model: ModelInfo,
+        instance: InstanceInfo,
+        interval_s: float,
+        metrics: Callable[[], MetricsSnapshot] | None = None,
     ) -> None:
         self._registry = registry
+        self._metrics = metrics
         self.model = model
         self.instance = instance
         self._interval_s = interval_s
@@ -41,14 +50,14 @@ class Membership:
             RegistrationRefused: the model name is taken by other message types.
             RegistryUnavailable: the registry could not be reached.
         """
-        await self._registry.register(self.model, self.instance)
+        await self._register()
         self._task = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
             try:
-                if await self._registry.register(self.model, self.instance):
+                if await self._register():
                     logger.warning(
                         "%s: registry had lost instance %s; registered again",
                         self.model.name,
@@ -61,14 +70,22 @@ class Membership:
             except Exception:
                 logger.exception("%s: re-registration failed", self.model.name)
 
+    async def _register(self) -> bool:
+        metrics = self._metrics() if self._metrics is not None else None
+        return await self._registry.register(self.model, self.instance, metrics)
+
     async def leave(self, timeout_s: float = 2.0) -> None:
-        """Stop re-registering and log out (best effort: the registry's pings catch a miss)."""
+        """Stop re-registering and log out (best effort: the registry's pings catch a miss).
+
+        The last metrics go along first, so nothing counted since the last interval is lost.
+        """
         if self._task is not None:
             self._task.cancel()
             self._task = None
         try:
-            await asyncio.wait_for(
-                self._registry.logout(self.model.name, self.instance.instance_id), timeout_s
-            )
+            async with asyncio.timeout(timeout_s):
+                if self._metrics is not None:
+                    await self._register()
+                await self._registry.logout(self.model.name, self.instance.instance_id)
         except Exception as exc:
             logger.warning("%s: logout failed (pings will drop it): %s", self.model.name, exc)

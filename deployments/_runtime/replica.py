@@ -20,10 +20,13 @@ from google.protobuf.message import Message
 from ray import serve
 from ray.serve import Application
 
-from app.core.broker import connect
+from app.core.broker import QueueNames, connect
 from app.core.logging import configure_logging
+from app.core.metrics import TASKS_IN_FLIGHT, MetricsRecorder
+from app.core.metrics import Snapshot as MetricsSnapshot
 from app.core.settings import get_settings
 from app.core.store import ResultStore
+from deployments._runtime.autoscaling import INFLIGHT_METRIC
 from deployments._runtime.consumer import TaskConsumer
 from deployments._runtime.membership import Membership
 from deployments.sdk import ModelSpec, check_name, spec_of
@@ -34,6 +37,8 @@ from registry.schemas import InstanceInfo, ModelInfo
 
 logger = logging.getLogger(__name__)
 
+POLICY_PATH = "deployments._runtime.autoscaling:QueueBacklogPolicy"
+
 # Serve kills a replica `graceful_shutdown_timeout_s` after asking it to stop; drain for less.
 GRACEFUL_SHUTDOWN_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 20.0
@@ -42,7 +47,7 @@ DRAIN_TIMEOUT_S = 20.0
 DISCONNECTED_GRACE_S = 60.0
 
 
-def model_info(spec: ModelSpec) -> ModelInfo:
+def model_info(spec: ModelSpec, app_name: str = "") -> ModelInfo:
     """What a replica of `spec` tells the registry about its model."""
     return ModelInfo(
         name=spec.name,
@@ -51,18 +56,20 @@ def model_info(spec: ModelSpec) -> ModelInfo:
         descriptor_set=descriptor_set(spec.request, spec.response),
         fingerprint=fingerprint(spec.request, spec.response),
         description=spec.description,
+        app_name=app_name,
+        scale_to_zero=spec.min_replicas == 0,
     )
 
 
 class ModelReplica:
     """One replica of a model deployment (the class Serve runs; the model is an argument)."""
 
-    async def __init__(self, model_cls: type, model_name: str | None = None) -> None:  # type: ignore[misc]
+    async def __init__(  # type: ignore[misc]
+        self, model_cls: type, overrides: dict[str, Any] | None = None
+    ) -> None:
         configure_logging()
         settings = get_settings()
-        self._spec = spec_of(model_cls)
-        if model_name is not None:
-            self._spec = dataclasses.replace(self._spec, name=model_name)
+        self._spec = effective_spec(model_cls, overrides)
         self._connection: AbstractRobustConnection | None = None
         self._disconnected_since: float | None = None
         context = serve.get_replica_context()
@@ -79,8 +86,13 @@ class ModelReplica:
             ttl_s=settings.result_ttl_s,
             timeout_s=settings.io_timeout_s,
         )
+        self._metrics = MetricsRecorder()
         self._consumer = TaskConsumer(
-            self._spec, self._model, self._store, publish_timeout_s=settings.io_timeout_s
+            self._spec,
+            self._model,
+            self._store,
+            publish_timeout_s=settings.io_timeout_s,
+            metrics=self._metrics,
         )
         self._connection = await connect(
             str(settings.amqp_url),
@@ -90,7 +102,9 @@ class ModelReplica:
         self._connection.close_callbacks.add(self._on_disconnect)
         self._connection.reconnect_callbacks.add(self._on_reconnect)
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        await self._consumer.attach(channel, prefetch=settings.prefetch_count)
+        await self._consumer.attach(
+            channel, prefetch=self._spec.max_concurrency or settings.prefetch_count
+        )
         self._membership = Membership(
             RayRegistry(
                 name=settings.registry_name,
@@ -99,9 +113,10 @@ class ModelReplica:
                 ping_timeout_s=settings.ping_timeout_s,
                 call_timeout_s=settings.io_timeout_s,
             ),
-            model_info(self._spec),
+            model_info(self._spec, app_name=context.app_name),
             instance,
             interval_s=settings.ping_interval_s,
+            metrics=self._metrics_snapshot,
         )
         try:
             await self._membership.join()
@@ -142,6 +157,14 @@ class ModelReplica:
                 f"{self._spec.name}: disconnected from RabbitMQ for {time.monotonic() - since:.0f}s"
             )
 
+    def _metrics_snapshot(self) -> MetricsSnapshot:
+        self._metrics.set(TASKS_IN_FLIGHT, float(self._consumer.stats.in_flight), self._spec.name)
+        return self._metrics.snapshot()
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """What this replica is working on, for `QueueBacklogPolicy` (Serve calls this)."""
+        return {INFLIGHT_METRIC: float(self._consumer.stats.in_flight)}
+
     def consumer_stats(self) -> dict[str, int]:
         """The consumer's counters (for tests and operators)."""
         return dict(vars(self._consumer.stats))
@@ -157,8 +180,56 @@ class ModelReplica:
             await self._store.close()
 
 
+def autoscaling_config(spec: ModelSpec, amqp_url: str) -> dict[str, Any]:
+    """Serve's autoscaling config for a model: its bounds, fast reaction, backlog policy.
+
+    `metrics_interval_s` (deprecated in Serve but the knob that sets how often replicas report)
+    and a short look-back let replicas react within seconds, not Serve's default 30-40 s.
+    """
+    return {
+        "min_replicas": spec.min_replicas,
+        "max_replicas": spec.max_replicas,
+        "initial_replicas": max(1, spec.min_replicas),
+        "metrics_interval_s": 0.5,
+        "look_back_period_s": 2.0,
+        "upscale_delay_s": 0.0,
+        "downscale_delay_s": spec.downscale_delay_s,
+        "downscale_to_zero_delay_s": spec.downscale_delay_s,
+        "policy": {
+            "policy_function": POLICY_PATH,
+            "policy_kwargs": {
+                "queue": QueueNames.for_model(spec.name).work,
+                "amqp_url": amqp_url,
+                "target_per_replica": spec.target_tasks_per_replica,
+            },
+        },
+    }
+
+
+def effective_spec(model_cls: type, overrides: dict[str, Any] | None) -> ModelSpec:
+    """The class's `ModelSpec` with `overrides` (a subset of `@model`'s arguments) applied.
+
+    Raises:
+        TypeError: an override names no `@model` argument, or an invalid model name.
+    """
+    spec = spec_of(model_cls)
+    if not overrides:
+        return spec
+    allowed = {f.name for f in dataclasses.fields(ModelSpec)} - {"request", "response"}
+    unknown = set(overrides) - allowed
+    if unknown:
+        raise TypeError(f"unknown model settings {sorted(unknown)}; allowed: {sorted(allowed)}")
+    if "name" in overrides:
+        check_name(overrides["name"])
+    return dataclasses.replace(spec, **overrides)
+
+
 def build_application(
-    model_cls: type, *, model_name: str | None = None, **deployment_options: Any
+    model_cls: type,
+    *,
+    model_name: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    **deployment_options: Any,
 ) -> Application:
     """The Serve application of an `@model` class.
 
@@ -166,20 +237,27 @@ def build_application(
         model_cls: a class decorated with `deployments.sdk.model`.
         model_name: serve the class under another model name (and queue) than its own, e.g.
             to run one class twice with different settings.
+        overrides: `@model` arguments to change for this application (e.g. max_replicas).
         **deployment_options: options for `serve.deployment` overriding the model's defaults;
             `serve_config.yaml` can override them again per environment.
     """
-    spec = spec_of(model_cls)
+    overrides = dict(overrides or {})
     if model_name is not None:
-        check_name(model_name)
+        overrides["name"] = model_name
+    spec = effective_spec(model_cls, overrides)
     options: dict[str, Any] = {
-        "name": model_name or spec.name,
-        "num_replicas": max(1, spec.min_replicas),
+        "name": spec.name,
         "ray_actor_options": {"num_cpus": spec.num_cpus, **spec.extra_ray_actor_options},
         "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_TIMEOUT_S,
         "health_check_period_s": 10,
     }
+    if spec.min_replicas == spec.max_replicas:
+        options["num_replicas"] = spec.min_replicas
+    else:
+        options["autoscaling_config"] = autoscaling_config(spec, str(get_settings().amqp_url))
     options.update(deployment_options)
+    if "num_replicas" in deployment_options:
+        options.pop("autoscaling_config", None)
     deployment = serve.deployment(ModelReplica).options(**options)  # type: ignore[attr-defined]
-    application: Application = deployment.bind(model_cls, model_name)
+    application: Application = deployment.bind(model_cls, overrides)
     return application

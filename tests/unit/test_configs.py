@@ -32,3 +32,18 @@ def test_serve_config_is_a_valid_serve_deploy_schema():
         assert apps[name].route_prefix is None
         assert apps[name].import_path == f"deployments.{name}:app"
         assert apps[name].runtime_env["env_vars"]["APP_REDIS_URL"]
+
+
+def test_every_autoscaled_model_in_serve_config_keeps_the_backlog_policy():
+    """Overriding autoscaling_config in YAML replaces it whole: the policy must be restated."""
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    amqp_url = config["x-env"]["env_vars"]["APP_AMQP_URL"]
+    for app in config["applications"]:
+        for deployment in app.get("deployments", []):
+            autoscaling = deployment.get("autoscaling_config")
+            if autoscaling is None:
+                continue
+            policy = autoscaling["policy"]
+            assert policy["policy_function"].endswith(":QueueBacklogPolicy"), app["name"]
+            assert policy["policy_kwargs"]["queue"] == deployment["name"]
+            assert policy["policy_kwargs"]["amqp_url"] == amqp_url

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from app.core.metrics import Snapshot as MetricsSnapshot
+from app.core.metrics import SourceTable
 from registry.schemas import InstanceInfo, ModelInfo, Snapshot
 from registry.state import RegistryState
 
@@ -11,12 +13,24 @@ from registry.state import RegistryState
 class LocalRegistry:
     def __init__(self) -> None:
         self.state = RegistryState()
+        self.sources = SourceTable()
 
-    async def register(self, model: ModelInfo, instance: InstanceInfo) -> bool:
+    async def register(
+        self, model: ModelInfo, instance: InstanceInfo, metrics: MetricsSnapshot | None = None
+    ) -> bool:
+        if metrics is not None:
+            self.sources.report(instance.instance_id, metrics, time.time())
         return self.state.register(model, instance, time.time())
 
     async def logout(self, model_name: str, instance_id: str) -> bool:
+        self.sources.retire(instance_id)
         return self.state.logout(model_name, instance_id)
+
+    async def report_metrics(self, source: str, metrics: MetricsSnapshot) -> None:
+        self.sources.report(source, metrics, time.time())
+
+    async def metrics(self) -> MetricsSnapshot:
+        return self.sources.merged()
 
     async def snapshot(self) -> Snapshot:
         return self.state.snapshot()

@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import ServicesDep
 from app.api.schemas import HealthOut
+from app.catalog import LiveModel
+from app.core.broker import QueueNames
 from app.core.errors import AppError
+from app.core.metrics import (
+    DEAD_LETTER_MESSAGES,
+    LIVE_MODELS,
+    MODEL_INFO,
+    MODEL_INSTANCES,
+    QUEUE_MESSAGES,
+    TASKS_IN_FLIGHT,
+    Gauge,
+    Snapshot,
+    gauge_values,
+    render,
+)
 from app.core.store import StoreError
+from registry.client import RegistryUnavailable
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 
@@ -57,7 +75,39 @@ async def ready(services: ServicesDep) -> Response:
     )
 
 
-@router.get("/metrics", include_in_schema=True, response_class=Response)
-async def metrics() -> Response:
-    """Prometheus metrics of this gateway replica."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", response_class=Response)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics of the whole platform: every gateway and model replica, the
+    registry's live models, and the queues."""
+    timeout = services.settings.io_timeout_s
+    snapshot: Snapshot = {}
+    live: list[LiveModel] = []
+    try:
+        await asyncio.wait_for(services.push_metrics(), timeout)
+        snapshot = await asyncio.wait_for(services.registry.metrics(), timeout)
+        live = await services.catalog.live()
+    except (AppError, RegistryUnavailable, TimeoutError) as exc:
+        # Still answer: the registry's gauges are missing, this replica's own counters are not.
+        logger.warning("metrics without the registry: %s", exc)
+        snapshot = services.metrics.snapshot()
+    names = [model.view.name for model in live]
+    queues = [name for model in names for name in (model, QueueNames.for_model(model).dead_letter)]
+    try:
+        lengths = await asyncio.wait_for(services.publisher.queue_lengths(queues), timeout)
+    except TimeoutError:
+        lengths = {}
+    inflight = gauge_values(snapshot, TASKS_IN_FLIGHT)
+    gauges = [Gauge(LIVE_MODELS, (), float(len(live)))]
+    for model in live:
+        name = model.view.name
+        gauges.append(Gauge(MODEL_INFO, (name,), 1.0))
+        gauges.append(Gauge(MODEL_INSTANCES, (name,), float(model.view.instances)))
+        gauges.append(Gauge(TASKS_IN_FLIGHT, (name,), inflight.get((name,), 0.0)))
+        ready = lengths.get(name)
+        if ready is not None:
+            gauges.append(Gauge(QUEUE_MESSAGES, (name, "ready"), float(ready)))
+        gauges.append(Gauge(QUEUE_MESSAGES, (name, "unacked"), inflight.get((name,), 0.0)))
+        dead = lengths.get(QueueNames.for_model(name).dead_letter)
+        if dead is not None:
+            gauges.append(Gauge(DEAD_LETTER_MESSAGES, (name,), float(dead)))
+    return Response(render(snapshot, gauges), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployments._runtime.autoscaling import (
+    INFLIGHT_METRIC,
+    QueueBacklogPolicy,
+    desired_replicas,
+    latest_total,
+)
+
+
+@dataclass
+class Point:
+    value: float
+    timestamp: float = 0.0
+
+
+@dataclass
+class Context:
+    raw_metrics: dict[str, dict[Any, Any]] | None = None
+    total_num_requests: float = 0
+    policy_state: dict[str, Any] = field(default_factory=dict)
+
+
+def test_desired_replicas_from_backlog_and_running_work():
+    assert desired_replicas(ready=0, inflight=0, handle_requests=0, target=8) == 0
+    assert desired_replicas(ready=1, inflight=0, handle_requests=0, target=8) == 1
+    assert desired_replicas(ready=16, inflight=8, handle_requests=0, target=8) == 3
+    assert desired_replicas(ready=0, inflight=3, handle_requests=2, target=5) == 1
+
+
+def test_latest_value_per_replica_is_summed():
+    metrics = {INFLIGHT_METRIC: {"r1": [Point(9), Point(2)], "r2": [Point(3)], "r3": []}}
+    assert latest_total(metrics, INFLIGHT_METRIC) == 5
+    assert latest_total(None, INFLIGHT_METRIC) == 0
+    assert latest_total({}, INFLIGHT_METRIC) == 0
+
+
+async def test_policy_polls_without_blocking_and_uses_the_latest_count():
+    policy = QueueBacklogPolicy(queue="q", amqp_url="amqp://unused", target_per_replica=4)
+    polls = 0
+
+    async def fake_poll() -> None:
+        nonlocal polls
+        polls += 1
+        policy.ready = 10
+
+    policy._poll_once = fake_poll  # type: ignore[method-assign]
+    context = Context(raw_metrics={INFLIGHT_METRIC: {"r1": [Point(2)]}})
+    first, _ = policy(context)
+    assert first == 1  # the poll was only scheduled: 2 running tasks so far
+    import asyncio
+
+    await asyncio.sleep(0)
+    second, state = policy(context)
+    assert second == 3 and state["ready"] == 10  # (10 + 2) / 4
+    assert polls == 1, "one poll per interval, however often Serve asks"
+
+
+async def test_empty_queue_and_idle_replicas__zero():
+    policy = QueueBacklogPolicy(queue="q", amqp_url="amqp://unused", poll_interval_s=3600)
+
+    async def fake_poll() -> None:
+        policy.ready = 0
+
+    policy._poll_once = fake_poll  # type: ignore[method-assign]
+    assert policy(Context())[0] == 0
