@@ -20,6 +20,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 if ! ray status --address "127.0.0.1:${RAY_PORT}" >/dev/null 2>&1; then
   ray start --head --port "$RAY_PORT" --node-ip-address 127.0.0.1 \
     --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" \
+    --metrics-export-port "${RAY_METRICS_PORT:-8080}" \
     --num-cpus "${RAY_NUM_CPUS:-2}" --disable-usage-stats
 fi
 

@@ -29,6 +29,9 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
     asyncio.TimeoutError,
+    # aio-pika/aiormq signal a connection or channel in the wrong state (e.g. "Connection was
+    # not opened" while a robust connection reconnects) with RuntimeError subclasses.
+    RuntimeError,
 )
 
 
@@ -181,7 +184,8 @@ class Publisher:
             BrokerError: RabbitMQ is unreachable or did not confirm in time.
         """
         try:
-            channel = await self._get_channel()
+            async with asyncio.timeout(self._timeout_s):
+                channel = await self._get_channel()
         except PUBLISH_ERRORS as exc:
             raise BrokerError(f"RabbitMQ unavailable: {exc!r}") from exc
         await publish_confirmed(
@@ -216,7 +220,8 @@ class Publisher:
 
     async def is_connected(self) -> bool:
         try:
-            channel = await self._get_channel()
+            async with asyncio.timeout(self._timeout_s):
+                channel = await self._get_channel()
         except PUBLISH_ERRORS:
             return False
         return not channel.is_closed

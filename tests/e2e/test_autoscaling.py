@@ -79,8 +79,8 @@ def test_model_scaled_to_zero_wakes_on_its_first_task(http, auth, deploy_model):
         Echo, overrides={"min_replicas": 0, "max_replicas": 2, "downscale_delay_s": 2}
     )
     wait_for(lambda: running_replicas(name) == 0, timeout=60, interval=0.5)
-    model = wait_for(lambda: listed(http, headers).get(name), timeout=10)
-    assert model["instances"] == 0  # listed while asleep: tasks are still accepted
+    # Listed while asleep, with no instance: tasks are still accepted and wake it.
+    wait_for(lambda: listed(http, headers)[name]["instances"] == 0, timeout=30)
     task_id = submit(http, headers, name, {"text": "wake up"})
     document = wait_result(http, headers, name, task_id)
     assert document["status"] == "succeeded" and document["result"]["text"] == "wake up"

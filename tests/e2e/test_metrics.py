@@ -1,0 +1,48 @@
+"""The platform's /metrics on a real Serve instance: replicas report through the registry."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+from deployments.echo import Echo
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_platform import submit, wait_result
+from tests.integration.test_metrics import sample
+
+
+def test_metrics_follow_a_burst_and_a_deleted_model(http, auth, deploy_model):
+    from ray import serve
+
+    headers = auth()
+    name = deploy_model(Echo, num_replicas=1)
+    before = wait_for(
+        lambda: (
+            (text := http.get("/metrics").text)
+            and sample(text, "app_live_model_info", model=name) == 1
+            and text
+        )
+    )
+    assert sample(before, "app_tasks_finished_total", model=name, status="succeeded") is None
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(lambda i: submit(http, headers, name, {"text": str(i)}), range(20)))
+        list(pool.map(lambda i: wait_result(http, headers, name, i), ids))
+
+    def moved():
+        text = http.get("/metrics").text
+        done = sample(text, "app_tasks_finished_total", model=name, status="succeeded")
+        return text if done == 20 else None
+
+    after = wait_for(moved, timeout=15)
+    assert sample(after, "app_tasks_submitted_total", model=name) == 20
+    assert sample(after, "app_task_latency_seconds_count", model=name) == 20
+    assert sample(after, "app_task_run_seconds_count", model=name) == 20
+    assert sample(after, "app_queue_messages", model=name, state="ready") == 0
+    assert sample(after, "app_model_instances", model=name) == 1
+
+    live = sample(after, "app_live_models")
+    serve.delete(name)
+    gone = http.get("/metrics").text
+    assert sample(gone, "app_live_model_info", model=name) is None
+    assert sample(gone, "app_live_models") == live - 1
+    assert sample(gone, "app_tasks_finished_total", model=name, status="succeeded") == 20
