@@ -106,17 +106,23 @@ def _gateway_app() -> FastAPI:
     return create_app()
 
 
-def build_gateway() -> Any:
-    """The gateway's Serve application (what serve_config.yaml's import_path names)."""
+def build_gateway(**options: Any) -> Any:
+    """The gateway's Serve application (what serve_config.yaml's import_path names).
+
+    Args:
+        **options: `serve.deployment` options overriding the defaults below.
+    """
     from ray import serve
 
-    deployment = serve.deployment(
-        name="gateway",
-        # The gateway only waits on I/O: Serve's default of 5 would throttle it hard.
-        max_ongoing_requests=128,
-        ray_actor_options={"num_cpus": 0.25},
-        health_check_period_s=10,
-    )(serve.ingress(_gateway_app)())
+    defaults: dict[str, Any] = {
+        "name": "gateway",
+        # The gateway only waits on I/O: Serve's default of 5 throttles it hard
+        # (benchmarks/RESULTS.md has both figures).
+        "max_ongoing_requests": 128,
+        "ray_actor_options": {"num_cpus": 0.25},
+        "health_check_period_s": 10,
+    }
+    deployment = serve.deployment(**{**defaults, **options})(serve.ingress(_gateway_app)())
     return deployment.bind()
 
 

@@ -6,6 +6,8 @@ one atomic step, so a redelivered task cannot replace or corrupt a result alread
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from redis.asyncio import Redis
@@ -40,6 +42,15 @@ return 1
 
 class StoreError(RuntimeError):
     """Redis could not be reached or answered with an error."""
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn any Redis or socket error raised inside into a `StoreError`."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def _float(raw: bytes | None) -> float | None:
@@ -83,17 +94,15 @@ class ResultStore:
         await self.redis.aclose()
 
     async def ping(self) -> None:
-        try:
+        with store_errors():
             await self.redis.ping()
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
 
     async def create_pending(
         self, task_id: str, *, model: str, owner: str, created_at: float
     ) -> None:
         """Record a task as `pending` (before it is published)."""
         key = self.key(task_id)
-        try:
+        with store_errors():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(
                     key,
@@ -107,26 +116,20 @@ class ResultStore:
                 )
                 pipe.expire(key, self.ttl_s)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
 
     async def delete(self, task_id: str) -> None:
-        try:
+        with store_errors():
             await self.redis.delete(self.key(task_id))
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
 
     async def mark_running(
         self, task_id: str, *, attempt: int, model: str, owner: str, created_at: float
     ) -> TaskStatus:
         """Move a task to `running` unless it is already final; return the resulting status."""
-        try:
+        with store_errors():
             status = await self._mark_running(
                 keys=[self.key(task_id)],
                 args=[self.ttl_s, repr(now()), attempt, model, owner, repr(created_at)],
             )
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
         return TaskStatus(status.decode() if isinstance(status, bytes) else status)
 
     async def mark_succeeded(
@@ -176,17 +179,13 @@ class ResultStore:
         args: list[Any] = [self.ttl_s]
         for name, value in fields.items():
             args.extend((name, value))
-        try:
+        with store_errors():
             written = await self._write_unless_final_script(keys=[self.key(task_id)], args=args)
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
         return bool(written)
 
     async def get(self, task_id: str) -> TaskRecord | None:
-        try:
+        with store_errors():
             raw: dict[Any, Any] = await self.redis.hgetall(self.key(task_id))  # type: ignore[misc,unused-ignore]
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
         if not raw or b"status" not in raw:
             return None
         return TaskRecord(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from app.core.store import StoreError
+from app.core.store import store_errors
 
 
 class UserStore:
@@ -30,38 +29,28 @@ class UserStore:
 
     async def create(self, login: str, password_hash: str) -> bool:
         """Create the user; False when the login is taken."""
-        try:
+        with store_errors():
             created = await self.redis.hsetnx(self._user_key(login), "password_hash", password_hash)  # type: ignore[misc,unused-ignore]
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
         return bool(created)
 
     async def password_hash(self, login: str) -> str | None:
-        try:
+        with store_errors():
             raw = await self.redis.hget(self._user_key(login), "password_hash")  # type: ignore[misc,unused-ignore]
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
         return raw.decode() if isinstance(raw, bytes) else raw
 
     async def failures(self, login: str) -> int:
-        try:
+        with store_errors():
             raw = await self.redis.get(self._failures_key(login))
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
         return int(raw or 0)
 
     async def record_failure(self, login: str) -> None:
         key = self._failures_key(login)
-        try:
+        with store_errors():
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, self.lockout_window_s)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
 
     async def clear_failures(self, login: str) -> None:
-        try:
+        with store_errors():
             await self.redis.delete(self._failures_key(login))
-        except (RedisError, OSError) as exc:
-            raise StoreError(str(exc)) from exc

@@ -1,0 +1,33 @@
+"""Models used only by the benchmarks."""
+
+from __future__ import annotations
+
+import time
+
+from deployments.sdk import model
+from protos.echo_pb2 import EchoRequest, EchoResponse
+
+
+@model(name="bench-noop", request=EchoRequest, response=EchoResponse, num_cpus=0)
+class Noop:
+    """Answers at once: measures the platform, not a model."""
+
+    async def process_request(self, request: EchoRequest) -> EchoResponse:
+        return EchoResponse(text=request.text)
+
+
+@model(
+    name="bench-cpu",
+    request=EchoRequest,
+    response=EchoResponse,
+    num_cpus=1,
+    max_concurrency=1,
+)
+class Busy:
+    """Keeps a CPU busy for 20 ms per task (a small model's inference)."""
+
+    async def process_request(self, request: EchoRequest) -> EchoResponse:
+        end = time.perf_counter() + 0.020
+        while time.perf_counter() < end:
+            pass
+        return EchoResponse(text=request.text)
