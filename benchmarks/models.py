@@ -20,7 +20,8 @@ class Noop:
     name="bench-cpu",
     request=EchoRequest,
     response=EchoResponse,
-    num_cpus=1,
+    # Two replicas must fit beside the gateway on a 2-CPU Ray node; each still keeps a core busy.
+    num_cpus=0.5,
     max_concurrency=1,
 )
 class Busy:

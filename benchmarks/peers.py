@@ -80,7 +80,7 @@ async def bare_floor(n: int) -> float:
 # ---- Celery: plain worker and Ray's task_consumer ------------------------------------
 
 
-def _celery_done_rate(n: int, task_ids: list[str], timeout_s: float = 300) -> float:
+def _celery_done_rate(n: int, task_ids: list[str], timeout_s: float = 120) -> float:
     import redis as sync_redis
 
     client = sync_redis.Redis.from_url(REDIS_URL)

@@ -50,7 +50,6 @@ def start_platform() -> str:
             "APP_JWT_SECRET": uuid.uuid4().hex * 2,
             "APP_REGISTRY_NAME": f"bench-registry-{uuid.uuid4().hex[:6]}",
             "APP_PING_INTERVAL_S": "2",
-            "BENCH_REDIS_URL": REDIS_URL,
         }
     )
     import ray

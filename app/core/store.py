@@ -13,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.core.redis_batch import LuaScript, ScriptBatcher
 from app.core.tasks import TaskRecord, TaskStatus, now
 
 # KEYS[1] = task key; ARGV = ttl, started_at, attempt, model, owner, created_at
@@ -74,8 +75,9 @@ class ResultStore:
         self.redis = redis
         self.prefix = prefix
         self.ttl_s = ttl_s
-        self._mark_running = redis.register_script(_MARK_RUNNING)
-        self._write_unless_final_script = redis.register_script(_WRITE_UNLESS_FINAL)
+        self._mark_running = LuaScript(_MARK_RUNNING)
+        self._write_unless_final_script = LuaScript(_WRITE_UNLESS_FINAL)
+        self._batch = ScriptBatcher(redis)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, ttl_s: int, timeout_s: float) -> ResultStore:
@@ -126,9 +128,10 @@ class ResultStore:
     ) -> TaskStatus:
         """Move a task to `running` unless it is already final; return the resulting status."""
         with store_errors():
-            status = await self._mark_running(
-                keys=[self.key(task_id)],
-                args=[self.ttl_s, repr(now()), attempt, model, owner, repr(created_at)],
+            status = await self._batch.call(
+                self._mark_running,
+                [self.key(task_id)],
+                [self.ttl_s, repr(now()), attempt, model, owner, repr(created_at)],
             )
         return TaskStatus(status.decode() if isinstance(status, bytes) else status)
 
@@ -180,7 +183,9 @@ class ResultStore:
         for name, value in fields.items():
             args.extend((name, value))
         with store_errors():
-            written = await self._write_unless_final_script(keys=[self.key(task_id)], args=args)
+            written = await self._batch.call(
+                self._write_unless_final_script, [self.key(task_id)], args
+            )
         return bool(written)
 
     async def get(self, task_id: str) -> TaskRecord | None:
