@@ -17,6 +17,10 @@ source "$VENV/bin/activate"
 
 # Single-node mode keeps Ray on loopback instead of the machine's network address.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+# Ray's token authentication, for the cluster and for the CLI calls below alike; the token
+# lives in ~/.ray/auth_token, generated on first use.
+export RAY_AUTH_MODE=token
+[ -s "$HOME/.ray/auth_token" ] || ray get-auth-token --generate >/dev/null
 if ! ray status --address "127.0.0.1:${RAY_PORT}" >/dev/null 2>&1; then
   ray start --head --port "$RAY_PORT" --node-ip-address 127.0.0.1 \
     --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" \
@@ -24,11 +28,7 @@ if ! ray status --address "127.0.0.1:${RAY_PORT}" >/dev/null 2>&1; then
     --num-cpus "${RAY_NUM_CPUS:-2}" --disable-usage-stats
 fi
 
-export RAY_ADDRESS="http://127.0.0.1:${DASHBOARD_PORT}"
-serve deploy serve_config.yaml
-
-echo "waiting for the applications to be RUNNING..."
-python scripts/wait_running.py --timeout "${START_TIMEOUT_S:-300}"
+scripts/deploy.sh
 
 cat <<MSG
 
@@ -36,6 +36,6 @@ Platform is up.
   Swagger UI:     http://127.0.0.1:8000/docs
   Models:         http://127.0.0.1:8000/models   (needs a bearer token: POST /register, /login)
   Metrics:        http://127.0.0.1:8000/metrics
-  Ray dashboard:  http://127.0.0.1:${DASHBOARD_PORT}
-Stop it with scripts/stop.sh
+  Ray dashboard:  http://127.0.0.1:${DASHBOARD_PORT}   (token: ray get-auth-token)
+Deploy changes to serve_config.yaml with scripts/deploy.sh; stop it all with scripts/stop.sh
 MSG
