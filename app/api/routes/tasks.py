@@ -137,7 +137,11 @@ async def _load(services: ServicesDep, task_id: str, model: str, user: str) -> T
     except StoreError as exc:
         raise Unavailable("the result store is unavailable") from exc
     if record is None or record.model != model:
-        raise TaskNotFound(f"no task {task_id!r} for model {model!r} (unknown, or expired)")
+        hours = services.settings.result_ttl_s / 3600
+        raise TaskNotFound(
+            f"no task {task_id!r} for model {model!r}: unknown, or its result expired "
+            f"(results are kept {hours:g} h)"
+        )
     if record.owner != user:
         raise Forbidden("this task belongs to another user")
     return record
