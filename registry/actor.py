@@ -71,14 +71,6 @@ class RegistryActor:
         self._ensure_pinger()
         return self._metrics.merged()
 
-    async def version(self) -> int:
-        self._ensure_pinger()
-        return self._state.version
-
-    async def ping_now(self) -> None:
-        """Run one ping round at once (operators and tests)."""
-        await self._ping_round()
-
     async def _ping_forever(self) -> None:
         while True:
             await asyncio.sleep(self._ping_interval_s)

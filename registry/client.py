@@ -159,10 +159,6 @@ class RayRegistry:
         merged: MetricsSnapshot = await self._call("metrics")
         return merged
 
-    async def ping_now(self) -> None:
-        """Ask the registry to ping every instance at once."""
-        await self._call("ping_now")
-
 
 async def serve_applications() -> set[str] | None:
     """Names of the Serve applications that exist now; None when Serve cannot tell."""

@@ -35,7 +35,6 @@ class InstanceInfo:
     # Name of the replica's Ray actor in the "serve" namespace, used to ping it; empty for
     # an instance outside Serve, which then stays alive only by re-registering in time.
     actor_name: str = ""
-    node_id: str = ""
 
 
 @dataclass

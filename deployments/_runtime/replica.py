@@ -165,10 +165,6 @@ class ModelReplica:
         """What this replica is working on, for `QueueBacklogPolicy` (Serve calls this)."""
         return {INFLIGHT_METRIC: float(self._consumer.stats.in_flight)}
 
-    def consumer_stats(self) -> dict[str, int]:
-        """The consumer's counters (for tests and operators)."""
-        return dict(vars(self._consumer.stats))
-
     async def __del__(self) -> None:
         # Serve awaits this on scale-down, redeploy and delete.
         try:
