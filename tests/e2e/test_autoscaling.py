@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 import time
 
 from deployments.echo import Echo
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_platform import listed, submit, wait_result
+from tests.utils.e2e import finish_all, listed, submit, submit_all, wait_for, wait_result
 
 
 def running_replicas(app: str) -> int:
@@ -61,14 +59,10 @@ def test_echo_scales_out_on_backlog_and_back_in_after_it_drains(http, auth, depl
     )
     assert running_replicas(name) == 1
     texts = [f"t{i}" for i in range(300)]
-    with ReplicaWatch(name) as watch, concurrent.futures.ThreadPoolExecutor(8) as pool:
-        ids = list(
-            pool.map(lambda t: submit(http, headers, name, {"text": t, "delay_ms": 200}), texts)
-        )
-        documents = list(pool.map(lambda i: wait_result(http, headers, name, i), ids))
+    with ReplicaWatch(name) as watch:
+        accepted = submit_all(http, headers, name, texts, delay_ms=200)
+        documents = finish_all(http, headers, name, accepted)
         wait_for(lambda: running_replicas(name) == 1, timeout=60, interval=0.5)
-    assert [d["status"] for d in documents] == ["succeeded"] * 300
-    assert [d["result"]["text"] for d in documents] == texts
     assert watch.peak > 1, watch.samples
     assert len({d["result"]["replica"] for d in documents}) > 1
 

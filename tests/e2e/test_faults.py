@@ -5,7 +5,6 @@ Every task accepted (202) must end `succeeded` with its own result; none lost, n
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import shutil
 import signal
@@ -17,38 +16,15 @@ import httpx
 import pytest
 
 from deployments.echo import Echo
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_platform import listed, submit, wait_result
-
-
-def finish_all(http, headers, name, accepted: dict[str, str]) -> None:
-    """Every accepted task ends succeeded with its own text."""
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        documents = dict(
-            zip(
-                accepted,
-                pool.map(lambda i: wait_result(http, headers, name, i), accepted),
-                strict=True,
-            )
-        )
-    wrong = {
-        task_id: (doc["status"], doc["result"])
-        for task_id, doc in documents.items()
-        if doc["status"] != "succeeded" or doc["result"]["text"] != accepted[task_id]
-    }
-    assert not wrong, list(wrong.items())[:5]
+from tests.utils.e2e import finish_all, listed, submit, submit_all, wait_for, wait_result
 
 
 def test_replica_sigkilled_mid_run__all_500_tasks_succeed(http, auth, deploy_model):
     headers = auth()
     name = deploy_model(Echo, num_replicas=2)
     wait_for(lambda: listed(http, headers)[name]["instances"] == 2)
-    texts = [f"kill-{i}" for i in range(500)]
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        ids = list(
-            pool.map(lambda t: submit(http, headers, name, {"text": t, "delay_ms": 30}), texts)
-        )
-    accepted = dict(zip(ids, texts, strict=True))
+    accepted = submit_all(http, headers, name, [f"kill-{i}" for i in range(500)], delay_ms=30)
+    ids = list(accepted)
 
     # Find a replica through a finished task's answer ("host:pid") and kill its process.
     first = wait_result(http, headers, name, ids[0])

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-
 from deployments.echo import Echo
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_platform import submit, wait_result
-from tests.integration.test_metrics import sample
+from tests.utils.e2e import finish_all, submit_all, wait_for
+from tests.utils.prometheus import sample
 
 
 def test_metrics_follow_a_burst_and_a_deleted_model(http, auth, deploy_model):
@@ -24,9 +21,7 @@ def test_metrics_follow_a_burst_and_a_deleted_model(http, auth, deploy_model):
     )
     assert sample(before, "app_tasks_finished_total", model=name, status="succeeded") is None
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        ids = list(pool.map(lambda i: submit(http, headers, name, {"text": str(i)}), range(20)))
-        list(pool.map(lambda i: wait_result(http, headers, name, i), ids))
+    finish_all(http, headers, name, submit_all(http, headers, name, [str(i) for i in range(20)]))
 
     def moved():
         text = http.get("/metrics").text

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 
 import pytest
 
@@ -13,27 +12,8 @@ from deployments.sdk import build_app
 from deployments.summarizer import Summarizer
 from protos.echo_pb2 import EchoRequest, EchoResponse
 from protos.iris_pb2 import IrisRequest, IrisResponse
-from tests.e2e.conftest import PING_INTERVAL_S, wait_for
-
-
-def submit(http, headers, model, body):
-    response = http.post(f"/models/{model}/tasks", json=body, headers=headers)
-    assert response.status_code == 202, response.text
-    return response.json()["task_id"]
-
-
-def wait_result(http, headers, model, task_id):
-    def done():
-        response = http.get(
-            f"/models/{model}/result", params={"task_id": task_id, "wait": 5}, headers=headers
-        )
-        return response if response.status_code == 200 else None
-
-    return wait_for(done, timeout=60).json()
-
-
-def listed(http, headers):
-    return {m["name"]: m for m in http.get("/models", headers=headers).json()}
+from tests.e2e.conftest import PING_INTERVAL_S
+from tests.utils.e2e import finish_all, listed, submit, submit_all, wait_for, wait_result
 
 
 def test_summarizer_and_iris_over_http(http, auth, deploy_model):
@@ -90,14 +70,8 @@ def test_two_replicas__every_task_gets_its_own_result(http, auth, deploy_model):
     headers = auth()
     name = deploy_model(Echo, num_replicas=2)
     wait_for(lambda: listed(http, headers)[name]["instances"] == 2)
-    texts = [f"task-{i}" for i in range(120)]
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        ids = list(
-            pool.map(lambda t: submit(http, headers, name, {"text": t, "delay_ms": 20}), texts)
-        )
-        documents = list(pool.map(lambda i: wait_result(http, headers, name, i), ids))
-    assert [d["result"]["text"] for d in documents] == texts
-    assert all(d["status"] == "succeeded" for d in documents)
+    accepted = submit_all(http, headers, name, [f"task-{i}" for i in range(120)], delay_ms=20)
+    documents = finish_all(http, headers, name, accepted)
     assert len({d["result"]["replica"] for d in documents}) == 2
 
 

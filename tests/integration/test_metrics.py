@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from deployments._runtime.replica import model_info
 from deployments.echo import Echo
 from registry.schemas import InstanceInfo
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of one series in Prometheus text, or None when absent."""
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        match = re.match(r"^([a-zA-Z_:][\w:]*)(\{(.*)\})? (\S+)$", line)
-        if match is None or match.group(1) != name:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(3) or ""))
-        if all(found.get(k) == v for k, v in labels.items()) and len(found) == len(labels):
-            return float(match.group(4))
-    return None
+from tests.utils.prometheus import sample
 
 
 async def test_metrics_move_with_a_burst_of_tasks(gateway, user, deploy, registry):

@@ -1,0 +1,73 @@
+"""HTTP helpers for tests that drive a running gateway (tests/e2e)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
+    """Poll `condition` until it returns something truthy; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def submit(http: httpx.Client, headers: dict[str, str], model: str, body: dict[str, Any]) -> str:
+    """Submit a task (JSON) and return its id; fails the test unless 202."""
+    response = http.post(f"/models/{model}/tasks", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    return str(response.json()["task_id"])
+
+
+def wait_result(
+    http: httpx.Client, headers: dict[str, str], model: str, task_id: str
+) -> dict[str, Any]:
+    """Long-poll a task until it is done; return its document."""
+
+    def done() -> httpx.Response | None:
+        response = http.get(
+            f"/models/{model}/result", params={"task_id": task_id, "wait": 5}, headers=headers
+        )
+        return response if response.status_code == 200 else None
+
+    document: dict[str, Any] = wait_for(done, timeout=60).json()
+    return document
+
+
+def listed(http: httpx.Client, headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """GET /models by model name."""
+    return {m["name"]: m for m in http.get("/models", headers=headers).json()}
+
+
+def submit_all(
+    http: httpx.Client, headers: dict[str, str], model: str, texts: list[str], **fields: Any
+) -> dict[str, str]:
+    """Submit one echo task per text (8 at a time); task id -> text, in order."""
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda t: submit(http, headers, model, {"text": t, **fields}), texts))
+    return dict(zip(ids, texts, strict=True))
+
+
+def finish_all(
+    http: httpx.Client, headers: dict[str, str], model: str, accepted: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Wait for every task; assert each succeeded with its own text; return the documents."""
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        documents = list(pool.map(lambda i: wait_result(http, headers, model, i), accepted))
+    wrong = [
+        (task_id, doc["status"], doc["result"])
+        for (task_id, text), doc in zip(accepted.items(), documents, strict=True)
+        if doc["status"] != "succeeded" or doc["result"]["text"] != text
+    ]
+    assert not wrong, wrong[:5]
+    return documents
