@@ -262,3 +262,31 @@ async def test_result_long_poll_returns_when_done(gateway, user, deploy):
     response = await poll
     assert response.status_code == 200
     assert json.loads(response.text)["status"] == "succeeded"
+
+
+async def test_every_third_task_raising__failed_after_attempts_in_dlq_others_succeed(
+    gateway, user, deploy
+):
+    import asyncio
+
+    headers = await user()
+    model = await deploy(Echo(), max_attempts=2, retry_backoff_s=0.05)
+    name = model.consumer.spec.name
+    bodies = [{"text": f"t{i}", "fail_with": "every third" if i % 3 == 2 else ""} for i in range(9)]
+    ids = [(await submit(gateway, headers, name, json=body)).json()["task_id"] for body in bodies]
+    documents: list[dict] = []
+    for _ in range(100):
+        await model.drain()
+        documents = [(await result(gateway, headers, name, i)).json() for i in ids]
+        if all(d["status"] in ("succeeded", "failed") for d in documents):
+            break
+        await asyncio.sleep(0.05)
+    for i, document in enumerate(documents):
+        if i % 3 == 2:
+            assert document["status"] == "failed"
+            assert document["error"] == "RuntimeError: every third"
+            assert document["attempts"] == 2
+        else:
+            assert document["status"] == "succeeded"
+            assert document["result"]["text"] == f"t{i}"
+    assert await model.queue_length(model.names.dead_letter, expect=3) == 3
