@@ -30,17 +30,14 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     # aio-pika/aiormq signal a connection or channel in the wrong state (e.g. "Connection was
-    # not opened" while a robust connection reconnects) with RuntimeError subclasses.
+    # not opened" while a robust connection reconnects) with RuntimeError subclasses; this
+    # also covers our own BrokerError.
     RuntimeError,
 )
 
 
 class BrokerError(RuntimeError):
     """RabbitMQ could not be reached, or did not confirm a publish."""
-
-
-# What a publish may raise besides QueueMissing, for callers that only care "it failed".
-PUBLISH_ERRORS: tuple[type[BaseException], ...] = (BrokerError, *BROKER_ERRORS)
 
 
 class QueueMissing(BrokerError):
@@ -186,7 +183,7 @@ class Publisher:
         try:
             async with asyncio.timeout(self._timeout_s):
                 channel = await self._get_channel()
-        except PUBLISH_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             raise BrokerError(f"RabbitMQ unavailable: {exc!r}") from exc
         await publish_confirmed(
             channel,
@@ -214,7 +211,7 @@ class Publisher:
                 finally:
                     if not channel.is_closed:
                         await channel.close()
-        except PUBLISH_ERRORS as exc:
+        except BROKER_ERRORS as exc:
             logger.warning("cannot read queue lengths: %s", exc)
         return lengths
 
@@ -222,7 +219,7 @@ class Publisher:
         try:
             async with asyncio.timeout(self._timeout_s):
                 channel = await self._get_channel()
-        except PUBLISH_ERRORS:
+        except BROKER_ERRORS:
             return False
         return not channel.is_closed
 

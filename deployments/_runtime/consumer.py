@@ -184,17 +184,14 @@ class TaskConsumer:
             await self._fail(task, message, str(exc), "bad_payload", dead_letter=True)
             return
 
-        started = time.perf_counter()
         try:
             response = await self._invoke(request)
         except InvalidInput as exc:
             await self._fail(task, message, str(exc), "invalid_input", dead_letter=False)
             return
         except Exception as exc:  # the model failed: retry, or fail for good
-            self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
             await self._model_failed(task, message, exc)
             return
-        self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
 
         if not isinstance(response, self.spec.response):
             detail = (
@@ -214,11 +211,16 @@ class TaskConsumer:
         self._finished(task, "succeeded")
 
     async def _invoke(self, request: Message) -> Message:
-        call = self.model.process_request(request)
-        if self.spec.timeout_s is None:
-            result: Message = await call
-        else:
-            result = await asyncio.wait_for(call, timeout=self.spec.timeout_s)
+        """Run the model once, timing the attempt whatever its outcome."""
+        started = time.perf_counter()
+        try:
+            call = self.model.process_request(request)
+            if self.spec.timeout_s is None:
+                result: Message = await call
+            else:
+                result = await asyncio.wait_for(call, timeout=self.spec.timeout_s)
+        finally:
+            self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
         return result
 
     async def _model_failed(
