@@ -47,8 +47,8 @@ def create_app(*, settings: Settings | None = None, registry: Registry | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.open(settings, registry)
-        services.metrics = recorder
+        # The middleware and the services record into the same recorder.
+        services = Services.open(settings, registry, metrics=recorder)
         app.state.services = services
         services.start_metrics_push()
         try:

@@ -26,13 +26,18 @@ class Services:
     publisher: Publisher
     catalog: ModelCatalog
     registry: Registry
-    metrics: MetricsRecorder = field(default_factory=MetricsRecorder)
+    metrics: MetricsRecorder
     # Names this gateway process's metrics in the registry.
     source_id: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
     _pusher: asyncio.Task[None] | None = None
 
     @classmethod
-    def open(cls, settings: Settings, registry: Registry | None = None) -> Services:
+    def open(
+        cls,
+        settings: Settings,
+        registry: Registry | None = None,
+        metrics: MetricsRecorder | None = None,
+    ) -> Services:
         """Create the clients; connections open lazily, so a dependency down at start-up
         only makes `/health/ready` fail until it is back."""
         store = ResultStore.from_url(
@@ -55,6 +60,7 @@ class Services:
             publisher=Publisher(str(settings.amqp_url), timeout_s=settings.io_timeout_s),
             catalog=ModelCatalog(registry, ttl_s=settings.model_cache_ttl_s),
             registry=registry,
+            metrics=metrics or MetricsRecorder(),
         )
 
     def start_metrics_push(self) -> None:
