@@ -1,6 +1,7 @@
-"""RabbitMQ: connections, the queue topology of a model, and the gateway's confirmed publisher.
+"""RabbitMQ: connections, the names of a model's queues, and the confirmed publisher.
 
-Topology of model `m` (all durable, on the default exchange):
+Queues of model `m` (all durable, on the default exchange; declared by its replicas, see
+`deployments._runtime.queues`):
     m            the work queue; a rejected message dead-letters to `m.dlq`
     m.dlq        tasks that failed for good and messages that could not be decoded
     m.retry.N    a waiting room for attempt N+1: messages sit there for their backoff, then
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractQueue,
     AbstractRobustConnection,
     DeliveryMode,
 )
@@ -76,33 +77,6 @@ async def connect(url: str, *, attempts: int, delay_s: float) -> AbstractRobustC
             if attempt < attempts:
                 await asyncio.sleep(delay_s * attempt)
     raise BrokerError(f"cannot connect to RabbitMQ after {attempts} attempts: {last}")
-
-
-async def declare_model_queues(
-    channel: AbstractChannel, model: str, *, max_attempts: int
-) -> AbstractQueue:
-    """Declare the work, dead-letter and retry queues of `model`; return the work queue.
-
-    The arguments here must never change for an existing queue (RabbitMQ refuses a redeclare
-    with other arguments), so they hold only names, never tunable values.
-    """
-    names = QueueNames.for_model(model)
-    await channel.declare_queue(names.dead_letter, durable=True)
-    work = await channel.declare_queue(
-        names.work,
-        durable=True,
-        arguments={
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": names.dead_letter,
-        },
-    )
-    for attempt in range(1, max_attempts):
-        await channel.declare_queue(
-            names.retry(attempt),
-            durable=True,
-            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": names.work},
-        )
-    return work
 
 
 def persistent_message(
@@ -191,6 +165,25 @@ class Publisher:
             persistent_message(body, message_id=message_id),
             timeout_s=self._timeout_s,
         )
+
+    async def declare(self, declare: Callable[[AbstractChannel], Awaitable[object]]) -> None:
+        """Run `declare` (queue declarations) on a channel of this publisher's connection.
+
+        Raises:
+            BrokerError: RabbitMQ is unreachable or refused a declaration.
+        """
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._get_channel()
+                assert self._connection is not None  # noqa: S101 - set by _get_channel
+                channel = await self._connection.channel(publisher_confirms=False)
+                try:
+                    await declare(channel)
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+        except BROKER_ERRORS as exc:
+            raise BrokerError(f"declaring queues failed: {exc!r}") from exc
 
     async def queue_lengths(self, names: list[str]) -> dict[str, int | None]:
         """Messages ready in each named queue (None for a queue that does not exist).

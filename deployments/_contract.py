@@ -1,0 +1,142 @@
+"""What the public SDK and the private runtime share: a model's spec, its settings, the
+errors a model raises, and the hook through which a running model reports progress.
+
+`deployments.sdk` re-exports the public part; `deployments._runtime` imports this module and
+never the SDK, so the SDK stays a leaf that model code can import without Ray.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+class InvalidInput(Exception):  # noqa: N818 - named for what the author means, like BentoML's
+    """Raise from `process_request` when the request itself is wrong.
+
+    The task fails at once (no retry) with status `failed`, error code `invalid_input` and
+    this exception's message as its error text.
+    """
+
+
+class Retry(Exception):  # noqa: N818
+    """Raise from `process_request` to ask for another attempt later (e.g. a busy dependency).
+
+    The task is retried with backoff up to the model's `max_attempts`, then fails. Any other
+    exception is retried the same way; raising `Retry` only says so explicitly.
+    """
+
+
+class ModelSettings(BaseModel):
+    """A model's tunable settings: the author's defaults on `@model`, which an operator may
+    override per environment. Each setting is declared here and nowhere else."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: int = Field(
+        default=3, ge=1, description="Tries before a task fails for good (1 = no retry)."
+    )
+    retry_backoff_s: float = Field(
+        default=1.0, ge=0, description="Delay before the first retry; doubles on each further one."
+    )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Longest one `process_request` call may run; None: no limit.",
+    )
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Fewest replicas the autoscaler keeps; 0 lets an idle model scale to zero "
+        "(the first queued task wakes it).",
+    )
+    max_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Most replicas the autoscaler starts; equal to `min_replicas` turns "
+        "autoscaling off.",
+    )
+    target_tasks_per_replica: int = Field(
+        default=8, ge=1, description="Queued plus running tasks one replica should carry."
+    )
+    downscale_delay_s: float = Field(
+        default=60.0, ge=0, description="How long the backlog must stay low before replicas go."
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tasks one replica runs at once (its RabbitMQ prefetch); default "
+        "`APP_PREFETCH_COUNT`. Use 1 for a model that keeps a CPU busy.",
+    )
+    num_cpus: float = Field(default=0.5, ge=0, description="CPUs Ray reserves for each replica.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ModelSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+    @classmethod
+    def build(cls, where: str, values: dict[str, Any]) -> ModelSettings:
+        """Validate `values`, raising `TypeError` that names `where` and the bad setting."""
+        unknown = sorted(set(values) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(
+                f"{where}: unknown setting(s) {unknown}; the settings are "
+                f"{sorted(cls.model_fields)}"
+            )
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise TypeError(f"{where}: {problems}") from None
+
+    def replace(self, where: str, overrides: dict[str, Any]) -> ModelSettings:
+        """These settings with `overrides` applied (validated as a whole)."""
+        return self.build(where, {**self.model_dump(exclude_unset=False), **overrides})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything `@model` learned about a model class."""
+
+    name: str
+    request: type[Message]
+    response: type[Message]
+    description: str
+    settings: ModelSettings = ModelSettings()
+
+
+def check_name(name: object) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise TypeError(
+            f"model name {name!r} is invalid: use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter (it becomes a URL segment and a queue name)"
+        )
+
+
+def spec_of(cls: type) -> ModelSpec:
+    """The `ModelSpec` of a class decorated with `@model`."""
+    spec = getattr(cls, "__model_spec__", None)
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"{cls!r} is not decorated with @model")
+    return spec
+
+
+# How the task now running in this context reports progress: set by the runtime around each
+# `process_request` call, absent (a no-op) when a model runs outside the platform.
+ProgressReporter = Callable[[float, str], Awaitable[None]]
+progress_reporter: contextvars.ContextVar[ProgressReporter | None] = contextvars.ContextVar(
+    "progress_reporter", default=None
+)
