@@ -1,8 +1,9 @@
 """The consume loop of one model replica: queue → decode → `process_request` → Redis → ack.
 
 Delivery is at-least-once. A message is acked only after its final state is in Redis; a
-redelivered task whose result is already stored is acked without running the model again.
-One bad message never stops the loop: every outcome ends in ack, retry, reject or requeue.
+redelivered task whose result is already stored is acked without running the model again, and
+so is a task cancelled while it waited or past its deadline. One bad message never stops the
+loop: every outcome ends in ack, retry, reject or requeue.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from app.core.broker import (
     BROKER_ERRORS,
     BrokerError,
     QueueNames,
-    declare_model_queues,
     persistent_message,
     publish_confirmed,
 )
+from app.core.envelope import EnvelopeError, created_at, decode_envelope
 from app.core.metrics import (
     TASK_LATENCY,
     TASK_RETRIES,
@@ -32,17 +33,23 @@ from app.core.metrics import (
     TASKS_FINISHED,
     MetricsRecorder,
 )
-from app.core.store import ResultStore, StoreError
-from app.core.tasks import EnvelopeError, decode_envelope
-from deployments.sdk import InvalidInput, ModelSpec
+from app.core.store import ResultStore, StoreError, Transition
+from app.core.webhooks import declare_webhook_queues
+from deployments._contract import InvalidInput, ModelSpec, progress_reporter
+from deployments._runtime.progress import ProgressWriter
+from deployments._runtime.queues import declare_model_queues
 from protos.codec import DecodeFailed, message_from_bytes, message_to_dict
-from protos.task_pb2 import Task
+from protos.task_pb2 import Task, WebhookJob
 
 logger = logging.getLogger(__name__)
 
 # Pause before requeueing a message after a Redis error, so an outage is not a hot loop.
 STORE_RETRY_PAUSE_S = 1.0
 MAX_ERROR_CHARS = 2000
+
+
+class TaskCancelled(Exception):  # noqa: N818 - an outcome
+    """The task's owner cancelled it while the model ran."""
 
 
 @dataclass
@@ -52,9 +59,19 @@ class ConsumerStats:
     in_flight: int = 0
     succeeded: int = 0
     failed: int = 0
+    cancelled: int = 0
     retried: int = 0
     dead_lettered: int = 0
     requeued: int = 0
+    skipped: int = 0  # deliveries acked without running: final, cancelled or expired already
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """Where the consumer queues the deliveries of tasks it finishes."""
+
+    queue: str
+    max_attempts: int
 
 
 class TaskConsumer:
@@ -64,8 +81,11 @@ class TaskConsumer:
         spec: the model's `ModelSpec`.
         model: an instance of the decorated class.
         store: where task states and results go.
-        publish_timeout_s: bound on publishing a retry.
+        publish_timeout_s: bound on publishing a retry or a webhook job.
         metrics: where task outcomes and timings are recorded.
+        webhooks: the webhook queue (None: tasks with a callback are not this replica's
+            business, as in unit tests).
+        progress_interval_s: shortest interval between two progress writes of a task.
     """
 
     def __init__(
@@ -76,27 +96,39 @@ class TaskConsumer:
         *,
         publish_timeout_s: float = 5.0,
         metrics: MetricsRecorder | None = None,
+        webhooks: Webhooks | None = None,
+        progress_interval_s: float = 0.25,
     ) -> None:
         self.spec = spec
+        self.settings = spec.settings
         self.metrics = metrics or MetricsRecorder()
         self.model = model
         self.store = store
         self.names = QueueNames.for_model(spec.name)
         self.stats = ConsumerStats()
         self._publish_timeout_s = publish_timeout_s
+        self._webhooks = webhooks
+        self._progress_interval_s = progress_interval_s
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        # The model call of each task running here, so a cancel request can stop it.
+        self._running: dict[str, asyncio.Task[Message]] = {}
+        self._cancelling: set[str] = set()
 
     async def attach(self, channel: AbstractChannel, *, prefetch: int) -> AbstractQueue:
         """Declare the model's queues on `channel` and set its prefetch limit."""
         await channel.set_qos(prefetch_count=prefetch)
         self._channel = channel
         self._queue = await declare_model_queues(
-            channel, self.spec.name, max_attempts=self.spec.max_attempts
+            channel, self.spec.name, max_attempts=self.settings.max_attempts
         )
+        if self._webhooks is not None:
+            await declare_webhook_queues(
+                channel, self._webhooks.queue, max_attempts=self._webhooks.max_attempts
+            )
         return self._queue
 
     async def start(self) -> None:
@@ -135,6 +167,15 @@ class TaskConsumer:
             handled += 1
         return handled
 
+    def cancel(self, task_id: str) -> bool:
+        """Stop the model call of `task_id` if it runs here (a cancel request); True if so."""
+        call = self._running.get(task_id)
+        if call is None or call.done():
+            return False
+        self._cancelling.add(task_id)
+        call.cancel()
+        return True
+
     async def handle(self, message: AbstractIncomingMessage) -> None:
         """Process one delivery to its end; never raises."""
         self.stats.in_flight += 1
@@ -167,16 +208,18 @@ class TaskConsumer:
             self.stats.requeued += 1
 
     async def _run(self, task: Task, message: AbstractIncomingMessage) -> None:
-        created_at = task.created_at.ToNanoseconds() / 1e9
-        status = await self.store.mark_running(
+        started = await self.store.start(
             task.task_id,
             attempt=task.attempt,
             model=task.model,
             owner=task.owner,
-            created_at=created_at,
+            created_at=created_at(task),
         )
-        if status.is_final:  # a redelivery of work already recorded
+        if not started.written or started.status is not None and started.status.is_final:
+            # Final already (a redelivery), cancelled while it waited, or past its deadline.
+            await self._after_final(task, started)
             await self._settle(message.ack())
+            self.stats.skipped += 1
             return
         try:
             request = message_from_bytes(task.payload, self.spec.request)
@@ -185,7 +228,12 @@ class TaskConsumer:
             return
 
         try:
-            response = await self._invoke(request)
+            response = await self._invoke(task.task_id, request)
+        except TaskCancelled:
+            await self._after_final(task, await self.store.cancelled(task.task_id))
+            await self._settle(message.ack())
+            self.stats.cancelled += 1
+            return
         except InvalidInput as exc:
             await self._fail(task, message, str(exc), "invalid_input", dead_letter=False)
             return
@@ -200,34 +248,53 @@ class TaskConsumer:
             )
             await self._fail(task, message, detail, "bad_response", dead_letter=True)
             return
-        await self.store.mark_succeeded(
+        transition = await self.store.succeed(
             task.task_id,
             result=response.SerializeToString(),
             result_json=_json(response),
             attempts=task.attempt,
         )
+        await self._after_final(task, transition)
         await self._settle(message.ack())
         self.stats.succeeded += 1
-        self._finished(task, "succeeded")
 
-    async def _invoke(self, request: Message) -> Message:
-        """Run the model once, timing the attempt whatever its outcome."""
+    async def _invoke(self, task_id: str, request: Message) -> Message:
+        """Run the model once, as a task of its own that a cancel request can stop; time the
+        attempt whatever its outcome."""
+        writer = ProgressWriter(self.store, task_id, interval_s=self._progress_interval_s)
+        token = progress_reporter.set(writer)
         started = time.perf_counter()
         try:
-            call = self.model.process_request(request)
-            if self.spec.timeout_s is None:
-                result: Message = await call
-            else:
-                result = await asyncio.wait_for(call, timeout=self.spec.timeout_s)
+            call = asyncio.ensure_future(self._call_model(request))  # copies the context
         finally:
+            progress_reporter.reset(token)
+        self._running[task_id] = call
+        try:
+            return await call
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task_id in self._cancelling and (current is None or not current.cancelling()):
+                raise TaskCancelled from None
+            raise
+        finally:
+            self._running.pop(task_id, None)
+            self._cancelling.discard(task_id)
+            await writer.close()
             self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
+
+    async def _call_model(self, request: Message) -> Message:
+        call = self.model.process_request(request)
+        if self.settings.timeout_s is None:
+            result: Message = await call
+        else:
+            result = await asyncio.wait_for(call, timeout=self.settings.timeout_s)
         return result
 
     async def _model_failed(
         self, task: Task, message: AbstractIncomingMessage, exc: Exception
     ) -> None:
         error = _error_text(exc)
-        if task.attempt >= self.spec.max_attempts:
+        if task.attempt >= self.settings.max_attempts:
             logger.warning(
                 "%s: task %s failed after %d attempt(s): %s",
                 self.spec.name,
@@ -249,7 +316,7 @@ class TaskConsumer:
         retry = Task()
         retry.CopyFrom(task)
         retry.attempt = task.attempt + 1
-        delay_s = self.spec.retry_backoff_s * (2 ** (task.attempt - 1))
+        delay_s = self.settings.retry_backoff_s * (2 ** (task.attempt - 1))
         await publish_confirmed(
             self._channel,
             self.names.retry(task.attempt),
@@ -266,7 +333,10 @@ class TaskConsumer:
             error,
             delay_s,
         )
-        await self.store.requeued(task.task_id, attempts=task.attempt, error=error)
+        # A cancel that came meanwhile makes this `cancelled`; the retry is then skipped.
+        await self._after_final(
+            task, await self.store.requeue(task.task_id, attempts=task.attempt, error=error)
+        )
 
     async def _fail(
         self,
@@ -277,26 +347,41 @@ class TaskConsumer:
         *,
         dead_letter: bool,
     ) -> None:
-        await self.store.mark_failed(
-            task.task_id,
-            error=error,
-            error_code=code,
-            attempts=task.attempt,
-            model=task.model,
-            owner=task.owner,
+        transition = await self.store.fail(
+            task.task_id, error=error, error_code=code, attempts=task.attempt
         )
+        await self._after_final(task, transition)
         self.stats.failed += 1
-        self._finished(task, "failed")
         if dead_letter:
             await self._dead_letter(message)
         else:
             await self._settle(message.ack())
 
-    def _finished(self, task: Task, status: str) -> None:
-        self.metrics.inc(TASKS_FINISHED, self.spec.name, status)
-        created = task.created_at.ToNanoseconds() / 1e9
-        if created > 0:
-            self.metrics.observe(TASK_LATENCY, max(0.0, time.time() - created), self.spec.name)
+    async def _after_final(self, task: Task, transition: Transition) -> None:
+        """Count a task this write made final, and queue its webhook (before the ack, so a
+        replica dying in between leaves the task to be redelivered and queued again)."""
+        status = transition.status
+        if status is None or not status.is_final:
+            return
+        if transition.written:
+            self.metrics.inc(TASKS_FINISHED, self.spec.name, status.value)
+            created = created_at(task)
+            if created > 0:
+                self.metrics.observe(TASK_LATENCY, max(0.0, time.time() - created), self.spec.name)
+        if transition.webhook_url and self._webhooks is not None:
+            await self._queue_webhook(task.task_id)
+
+    async def _queue_webhook(self, task_id: str) -> None:
+        if self._channel is None or self._webhooks is None:
+            raise BrokerError("no channel to queue a webhook on")
+        await publish_confirmed(
+            self._channel,
+            self._webhooks.queue,
+            persistent_message(
+                WebhookJob(task_id=task_id, attempt=1).SerializeToString(), message_id=task_id
+            ),
+            timeout_s=self._publish_timeout_s,
+        )
 
     async def _dead_letter(self, message: AbstractIncomingMessage) -> None:
         # The work queue's dead-letter exchange routes a rejected message to `<model>.dlq`.

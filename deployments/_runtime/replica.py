@@ -26,10 +26,11 @@ from app.core.metrics import TASKS_IN_FLIGHT, MetricsRecorder
 from app.core.metrics import Snapshot as MetricsSnapshot
 from app.core.settings import get_settings
 from app.core.store import ResultStore
+from deployments._contract import ModelSpec, check_name, spec_of
 from deployments._runtime.autoscaling import INFLIGHT_METRIC
-from deployments._runtime.consumer import TaskConsumer
+from deployments._runtime.cancellation import CancelListener
+from deployments._runtime.consumer import TaskConsumer, Webhooks
 from deployments._runtime.membership import Membership
-from deployments.sdk import ModelSpec, check_name, spec_of
 from protos.codec import message_from_bytes
 from protos.descriptors import descriptor_set, fingerprint
 from registry.client import RayRegistry
@@ -57,7 +58,7 @@ def model_info(spec: ModelSpec, app_name: str = "") -> ModelInfo:
         fingerprint=fingerprint(spec.request, spec.response),
         description=spec.description,
         app_name=app_name,
-        scale_to_zero=spec.min_replicas == 0,
+        scale_to_zero=spec.settings.min_replicas == 0,
     )
 
 
@@ -80,12 +81,7 @@ class ModelReplica:
         # The model's own constructor may be slow (loading or training): it runs first so a
         # replica registers only once it can answer.
         self._model = model_cls()
-        self._store = ResultStore.from_url(
-            str(settings.redis_url),
-            prefix=settings.redis_prefix,
-            ttl_s=settings.result_ttl_s,
-            timeout_s=settings.io_timeout_s,
-        )
+        self._store = ResultStore.from_settings(settings)
         self._metrics = MetricsRecorder()
         self._consumer = TaskConsumer(
             self._spec,
@@ -93,6 +89,15 @@ class ModelReplica:
             self._store,
             publish_timeout_s=settings.io_timeout_s,
             metrics=self._metrics,
+            webhooks=Webhooks(
+                queue=settings.webhook_queue, max_attempts=settings.webhook_max_attempts
+            ),
+            progress_interval_s=settings.progress_interval_s,
+        )
+        self._cancels = CancelListener(
+            str(settings.redis_url),
+            self._store.cancel_channel(self._spec.name),
+            self._consumer.cancel,
         )
         self._connection = await connect(
             str(settings.amqp_url),
@@ -103,7 +108,7 @@ class ModelReplica:
         self._connection.reconnect_callbacks.add(self._on_reconnect)
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         await self._consumer.attach(
-            channel, prefetch=self._spec.max_concurrency or settings.prefetch_count
+            channel, prefetch=self._spec.settings.max_concurrency or settings.prefetch_count
         )
         self._membership = Membership(
             RayRegistry(
@@ -125,6 +130,7 @@ class ModelReplica:
             await self._connection.close()
             await self._store.close()
             raise
+        self._cancels.start()
         await self._consumer.start()
         logger.info("%s: replica %s consuming", self._spec.name, instance.instance_id)
 
@@ -171,6 +177,7 @@ class ModelReplica:
             await self._consumer.stop(drain_timeout_s=DRAIN_TIMEOUT_S)
             await self._membership.leave()
         finally:
+            await self._cancels.close()
             if self._connection is not None:
                 await asyncio.shield(self._connection.close())
             await self._store.close()
@@ -182,42 +189,43 @@ def autoscaling_config(spec: ModelSpec, amqp_url: str) -> dict[str, Any]:
     `metrics_interval_s` (deprecated in Serve but the knob that sets how often replicas report)
     and a short look-back let replicas react within seconds, not Serve's default 30-40 s.
     """
+    settings = spec.settings
     return {
-        "min_replicas": spec.min_replicas,
-        "max_replicas": spec.max_replicas,
-        "initial_replicas": max(1, spec.min_replicas),
+        "min_replicas": settings.min_replicas,
+        "max_replicas": settings.max_replicas,
+        "initial_replicas": max(1, settings.min_replicas),
         "metrics_interval_s": 0.5,
         "look_back_period_s": 2.0,
         "upscale_delay_s": 0.0,
-        "downscale_delay_s": spec.downscale_delay_s,
-        "downscale_to_zero_delay_s": spec.downscale_delay_s,
+        "downscale_delay_s": settings.downscale_delay_s,
+        "downscale_to_zero_delay_s": settings.downscale_delay_s,
         "policy": {
             "policy_function": POLICY_PATH,
             "policy_kwargs": {
                 "queue": QueueNames.for_model(spec.name).work,
                 "amqp_url": amqp_url,
-                "target_per_replica": spec.target_tasks_per_replica,
+                "target_per_replica": settings.target_tasks_per_replica,
             },
         },
     }
 
 
 def effective_spec(model_cls: type, overrides: dict[str, Any] | None) -> ModelSpec:
-    """The class's `ModelSpec` with `overrides` (a subset of `@model`'s arguments) applied.
+    """The class's `ModelSpec` with `overrides` (a new `name`, `description`, or settings)
+    applied.
 
     Raises:
-        TypeError: an override names no `@model` argument, or an invalid model name.
+        TypeError: an override names no setting, has a bad value, or an invalid model name.
     """
     spec = spec_of(model_cls)
     if not overrides:
         return spec
-    allowed = {f.name for f in dataclasses.fields(ModelSpec)} - {"request", "response"}
-    unknown = set(overrides) - allowed
-    if unknown:
-        raise TypeError(f"unknown model settings {sorted(unknown)}; allowed: {sorted(allowed)}")
-    if "name" in overrides:
-        check_name(overrides["name"])
-    return dataclasses.replace(spec, **overrides)
+    overrides = dict(overrides)
+    name = overrides.pop("name", spec.name)
+    check_name(name)
+    description = overrides.pop("description", spec.description)
+    settings = spec.settings.replace(f"model {name!r}", overrides)
+    return dataclasses.replace(spec, name=name, description=description, settings=settings)
 
 
 def build_application(
@@ -243,12 +251,12 @@ def build_application(
     spec = effective_spec(model_cls, overrides)
     options: dict[str, Any] = {
         "name": spec.name,
-        "ray_actor_options": {"num_cpus": spec.num_cpus, **spec.extra_ray_actor_options},
+        "ray_actor_options": {"num_cpus": spec.settings.num_cpus},
         "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_TIMEOUT_S,
         "health_check_period_s": 10,
     }
-    if spec.min_replicas == spec.max_replicas:
-        options["num_replicas"] = spec.min_replicas
+    if spec.settings.min_replicas == spec.settings.max_replicas:
+        options["num_replicas"] = spec.settings.min_replicas
     else:
         options["autoscaling_config"] = autoscaling_config(spec, str(get_settings().amqp_url))
     options.update(deployment_options)
