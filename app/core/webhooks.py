@@ -1,0 +1,133 @@
+"""Webhooks: which callback URLs are allowed, how a delivery is signed, and its durable queue.
+
+A receiver verifies a delivery like this (the secret is `APP_WEBHOOK_SECRET`)::
+
+    t, v1 = dict(p.split("=", 1) for p in headers["X-Webhook-Signature"].split(","))
+    expected = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    ok = hmac.compare_digest(expected, v1) and abs(time.time() - int(t)) < 300
+
+`verify_signature` below does exactly that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import time
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+SIGNATURE_HEADER = "X-Webhook-Signature"
+DELIVERY_HEADER = "X-Webhook-Delivery"
+MAX_URL_CHARS = 2048
+# Hosts "*" never covers, whatever their address.
+_LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal")
+
+
+class CallbackRefused(ValueError):
+    """A callback URL the platform will not call."""
+
+
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    """The signature header's value for `body` sent at `timestamp` (Unix seconds)."""
+    mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(
+    secret: bytes, body: bytes, header: str, *, tolerance_s: float = 300, now: float | None = None
+) -> bool:
+    """Whether `header` is a valid signature of `body`, made less than `tolerance_s` ago."""
+    try:
+        parts = dict(part.split("=", 1) for part in header.split(","))
+        timestamp = int(parts["t"])
+        given = parts["v1"]
+    except (KeyError, ValueError):
+        return False
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    fresh = abs((time.time() if now is None else now) - timestamp) <= tolerance_s
+    return fresh and hmac.compare_digest(expected, given)
+
+
+def _listed(host: str, allowed: Sequence[str]) -> bool:
+    """Named in the allow-list itself (exactly, or under a `*.domain` entry)."""
+    for entry in allowed:
+        entry = entry.strip().lower().rstrip(".")
+        if entry == host or (entry.startswith("*.") and host.endswith(entry[1:])):
+            return True
+    return False
+
+
+def is_public(address: str) -> bool:
+    """A globally routable address (not loopback, private, link-local, reserved...)."""
+    try:
+        return ipaddress.ip_address(address).is_global
+    except ValueError:
+        return False
+
+
+def check_callback_url(url: str, allowed: Sequence[str]) -> str:
+    """Accept `url` as a callback target, or say why not.
+
+    `allowed` holds host names (`hooks.example.com`), `*.domain` patterns, IP literals, and
+    `*` for any host with a public address. A host named explicitly is trusted even when it is
+    loopback or private (that is how tests and internal receivers are allowed); `*` never
+    covers such a host.
+
+    Raises:
+        CallbackRefused: not http(s), no host, or a host the allow-list does not cover.
+    """
+    if len(url) > MAX_URL_CHARS:
+        raise CallbackRefused(f"callback_url is longer than {MAX_URL_CHARS} characters")
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise CallbackRefused(f"callback_url is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise CallbackRefused("callback_url must be an http or https URL")
+    if not host:
+        raise CallbackRefused("callback_url has no host")
+    if _listed(host, allowed):
+        return url
+    if "*" in allowed and not host.endswith(_LOCAL_NAMES) and host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return url  # a name: its addresses are checked when it is called
+        if is_public(host):
+            return url
+    raise CallbackRefused(
+        f"callback host {host!r} is not allowed (APP_WEBHOOK_ALLOWED_HOSTS); loopback and "
+        "private addresses must be listed explicitly"
+    )
+
+
+def must_check_addresses(url: str, allowed: Sequence[str]) -> bool:
+    """True when the host was allowed only by `*`: its resolved addresses must be public."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return not _listed(host, allowed)
+
+
+def retry_queue(queue: str, attempt: int) -> str:
+    return f"{queue}.retry.{attempt}"
+
+
+async def declare_webhook_queues(
+    channel: AbstractChannel, queue: str, *, max_attempts: int
+) -> AbstractQueue:
+    """The delivery queue and its per-attempt waiting rooms (a delivery to retry sits in
+    `<queue>.retry.N` for its backoff, then dead-letters back). Declared the same way by
+    everyone who publishes to it, so whichever starts first creates it."""
+    main = await channel.declare_queue(queue, durable=True)
+    for attempt in range(1, max_attempts):
+        await channel.declare_queue(
+            retry_queue(queue, attempt),
+            durable=True,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue},
+        )
+    return main

@@ -1,0 +1,241 @@
+"""`WebhookDispatcher`: POSTs final task documents to their callback URLs, from a durable queue.
+
+A task that ends with a callback gets a `WebhookJob` on the webhook queue (published, with a
+confirm, by whoever made it final, before that component acknowledged its own work). This
+consumer loads the task, signs its document (HMAC-SHA256, `app.core.webhooks`) and POSTs it.
+A failed attempt goes to the per-attempt waiting room `<queue>.retry.N` for its backoff and
+comes back; after the last attempt the delivery is recorded `failed`. The outcome of every
+attempt is written to the task document. Delivery is at least once: a receiver may see a
+delivery twice (the `X-Webhook-Delivery` header names it) and should be idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from app.core.broker import BROKER_ERRORS, BrokerError, persistent_message, publish_confirmed
+from app.core.metrics import WEBHOOK_DELIVERIES, MetricsRecorder
+from app.core.settings import Settings
+from app.core.store import ResultStore, StoreError, now
+from app.core.webhooks import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    declare_webhook_queues,
+    is_public,
+    must_check_addresses,
+    retry_queue,
+    sign,
+)
+from protos.task_pb2 import WebhookJob
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "model-serving-platform-webhooks/1"
+STORE_RETRY_PAUSE_S = 1.0
+MAX_ERROR_CHARS = 300
+
+
+class PermanentFailure(Exception):  # noqa: N818 - an outcome, not a bug
+    """A delivery that no retry can fix (the target is not allowed)."""
+
+
+class WebhookDispatcher:
+    """Delivers the jobs of the webhook queue.
+
+    Args:
+        store: task records (read for the document, written with the outcome).
+        settings: secret, allow-list, attempts, backoff, timeout, queue name.
+        http: the client deliveries go through (no redirects followed).
+        metrics: where delivery outcomes are counted.
+    """
+
+    def __init__(
+        self,
+        store: ResultStore,
+        settings: Settings,
+        *,
+        http: httpx.AsyncClient,
+        metrics: MetricsRecorder | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.http = http
+        self.metrics = metrics or MetricsRecorder()
+        self.queue_name = settings.webhook_queue
+        self._secret = settings.webhook_secret.get_secret_value().encode()
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: str | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def attach(self, channel: AbstractChannel, *, prefetch: int = 32) -> None:
+        await channel.set_qos(prefetch_count=prefetch)
+        self._channel = channel
+        self._queue = await declare_webhook_queues(
+            channel, self.queue_name, max_attempts=self.settings.webhook_max_attempts
+        )
+
+    async def start(self) -> None:
+        if self._queue is None:
+            raise RuntimeError("attach() a channel before start()")
+        self._consumer_tag = await self._queue.consume(self.handle)
+
+    async def stop(self, *, drain_timeout_s: float) -> None:
+        """Stop taking jobs; wait for those under way (the rest go back to the queue)."""
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except BROKER_ERRORS as exc:
+                logger.warning("cancelling the webhook consumer failed: %s", exc)
+            self._consumer_tag = None
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=drain_timeout_s)
+        except TimeoutError:
+            logger.warning("%d webhook delivery(ies) unfinished at shutdown", self._in_flight)
+
+    async def run_until_empty(self) -> int:
+        """Burst mode: deliver until the queue is empty; return how many jobs were handled."""
+        if self._queue is None:
+            raise RuntimeError("attach() a channel before run_until_empty()")
+        handled = 0
+        while (message := await self._queue.get(no_ack=False, fail=False)) is not None:
+            await self.handle(message)
+            handled += 1
+        return handled
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        """Handle one job to its end; never raises."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            try:
+                job = WebhookJob.FromString(message.body)
+            except Exception:  # noqa: BLE001 - any garbage
+                logger.error("dropping an undecodable webhook job")
+                await _settle(message.ack())
+                return
+            try:
+                await self._deliver(job)
+            except (StoreError, BrokerError) as exc:
+                logger.warning("webhook of task %s put back: %s", job.task_id, exc)
+                await asyncio.sleep(STORE_RETRY_PAUSE_S)
+                await _settle(message.nack(requeue=True))
+                return
+            await _settle(message.ack())
+        except Exception:
+            logger.exception("unexpected error delivering a webhook; requeueing it")
+            await _settle(message.nack(requeue=True))
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _deliver(self, job: WebhookJob) -> None:
+        record = await self.store.get(job.task_id)
+        if record is None or not record.webhook_url or not record.status.is_final:
+            return
+        if record.webhook_status in ("delivered", "failed"):
+            return  # a duplicate job (a redelivered task queued it again)
+        body = json.dumps(record.document().model_dump(mode="json")).encode()
+        attempt = max(1, job.attempt)
+        try:
+            await self._post(record.webhook_url, body, job.task_id, attempt)
+        except PermanentFailure as exc:
+            await self._record_failure(job.task_id, attempt, str(exc))
+            return
+        except (httpx.HTTPError, OSError) as exc:
+            error = _describe(exc)
+            if attempt >= self.settings.webhook_max_attempts:
+                await self._record_failure(job.task_id, attempt, error)
+                return
+            await self._retry(job, error)
+            return
+        await self.store.update_webhook(
+            job.task_id, status="delivered", attempts=attempt, error=None, delivered_at=now()
+        )
+        self.metrics.inc(WEBHOOK_DELIVERIES, "ok")
+
+    async def _post(self, url: str, body: bytes, task_id: str, attempt: int) -> None:
+        if must_check_addresses(url, self.settings.webhook_allowed_hosts):
+            await _require_public(url)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            SIGNATURE_HEADER: sign(self._secret, body, int(time.time())),
+            DELIVERY_HEADER: f"{task_id}.{attempt}",
+        }
+        response = await self.http.post(
+            url, content=body, headers=headers, timeout=self.settings.webhook_timeout_s
+        )
+        if not 200 <= response.status_code < 300:
+            raise httpx.HTTPStatusError(
+                f"receiver answered {response.status_code}",
+                request=response.request,
+                response=response,
+            )
+
+    async def _retry(self, job: WebhookJob, error: str) -> None:
+        if self._channel is None:
+            raise BrokerError("no channel to publish a retry on")
+        delay_s = self.settings.webhook_backoff_s * (2 ** (job.attempt - 1))
+        retry = WebhookJob(task_id=job.task_id, attempt=job.attempt + 1)
+        await publish_confirmed(
+            self._channel,
+            retry_queue(self.queue_name, job.attempt),
+            persistent_message(
+                retry.SerializeToString(), message_id=job.task_id, expiration_s=delay_s
+            ),
+            timeout_s=self.settings.io_timeout_s,
+        )
+        await self.store.update_webhook(job.task_id, attempts=job.attempt, error=error)
+        self.metrics.inc(WEBHOOK_DELIVERIES, "retried")
+        logger.info(
+            "webhook of task %s failed (%s); attempt %d in %.1fs",
+            job.task_id,
+            error,
+            job.attempt + 1,
+            delay_s,
+        )
+
+    async def _record_failure(self, task_id: str, attempt: int, error: str) -> None:
+        await self.store.update_webhook(task_id, status="failed", attempts=attempt, error=error)
+        self.metrics.inc(WEBHOOK_DELIVERIES, "failed")
+        logger.warning("webhook of task %s failed for good: %s", task_id, error)
+
+
+async def _require_public(url: str) -> None:
+    """Refuse a host allowed only by `*` that resolves to a non-public address."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
+    for info in infos:
+        address = str(info[4][0])
+        if not is_public(address):
+            raise PermanentFailure(f"{host} resolves to a non-public address ({address})")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
+
+
+async def _settle(settlement: Any) -> None:
+    try:
+        await settlement
+    except BROKER_ERRORS as exc:
+        logger.warning("could not settle a webhook job: %s", exc)

@@ -1,0 +1,52 @@
+"""A local webhook receiver for tests: answers with scripted statuses and records deliveries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: bytes
+    received_at: float
+    answered: int
+
+
+@dataclass
+class Receiver:
+    """Serves on 127.0.0.1; answers the n-th request with `statuses[n]` (then 200)."""
+
+    statuses: list[int] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                index = len(receiver.deliveries)
+                status = receiver.statuses[index] if index < len(receiver.statuses) else 200
+                receiver.deliveries.append(Delivery(dict(self.headers), body, time.time(), status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
