@@ -14,23 +14,28 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.middleware import MetricsMiddleware
-from app.api.routes import auth, docs, health, models, tasks
-from app.core.errors import AppError
+from app.api.routes import auth, docs, health, models, results, tasks
+from app.core.broker import BrokerError
+from app.core.errors import AppError, Unavailable
 from app.core.logging import configure_logging
 from app.core.metrics import MetricsRecorder
 from app.core.settings import Settings, get_settings
+from app.core.store import StoreError
 from app.services import Services
-from registry.client import Registry
+from registry.client import Registry, RegistryUnavailable
 
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Submit tasks to machine-learning models and fetch their results.
 
 1. `POST /register`, then `POST /login` (or the **Authorize** button) for a bearer token.
-2. `GET /models` lists the live models; each has its own two operations below.
+2. `GET /models` lists the live models; each has its own operations below.
 3. `POST /models/{name}/tasks` with the request message as JSON (proto3 JSON mapping) or
-   protobuf (`Content-Type: application/x-protobuf`) returns a `task_id`.
-4. `GET /models/{name}/result?task_id=...` returns 202 until the task is done, then 200.
+   protobuf (`Content-Type: application/x-protobuf`) returns a `task_id`
+   (`POST /models/{name}/batches` takes many at once).
+4. `GET /models/{name}/result?task_id=...&wait=10` returns 202 until the task is done, then
+   200; `GET /models/{name}/tasks/{task_id}/events` streams every change (server-sent events);
+   a `callback_url` on the submit gets the final document POSTed to it.
 """
 
 
@@ -50,7 +55,7 @@ def create_app(*, settings: Settings | None = None, registry: Registry | None = 
         # The middleware and the services record into the same recorder.
         services = Services.open(settings, registry, metrics=recorder)
         app.state.services = services
-        services.start_metrics_push()
+        services.start()
         try:
             yield
         finally:
@@ -67,19 +72,42 @@ def create_app(*, settings: Settings | None = None, registry: Registry | None = 
         redoc_url=None,
         openapi_url=None,
     )
-    for router in (auth.router, models.router, tasks.router, health.router, docs.router):
+    routers = (auth.router, models.router, tasks.router, results.router, health.router, docs.router)
+    for router in routers:
         app.include_router(router)
     docs.mount_assets(app)
     app.add_middleware(MetricsMiddleware, recorder=recorder)
-    for exc_type in (AppError, RequestValidationError, StarletteHTTPException, Exception):
+    # Infrastructure errors get handlers of their own: the catch-all `Exception` handler runs
+    # in Starlette's outermost middleware, which re-raises after answering.
+    handled = (AppError, RequestValidationError, StarletteHTTPException)
+    for exc_type in (*handled, *(t for t, _ in UNAVAILABLE), Exception):
         app.add_exception_handler(exc_type, error_response)
     return app
+
+
+# Infrastructure failures a route lets through: each is a 503 with Retry-After.
+UNAVAILABLE: tuple[tuple[type[BaseException], str], ...] = (
+    (StoreError, "the result store is unavailable"),
+    (BrokerError, "the message broker is unavailable"),
+    (RegistryUnavailable, "the model registry is unavailable"),
+    (TimeoutError, "a dependency did not answer in time"),
+)
+
+
+def as_app_error(exc: Exception) -> Exception:
+    """An infrastructure failure as the `Unavailable` it means for a client."""
+    for exc_type, detail in UNAVAILABLE:
+        if isinstance(exc, exc_type):
+            logger.warning("%s: %s", detail, exc)
+            return Unavailable(detail)
+    return exc
 
 
 async def error_response(request: Request, exc: Exception) -> JSONResponse:
     """The one place errors become HTTP answers: `{"error": code, "detail": ...}`."""
     headers: dict[str, str] | None = None
     detail: Any
+    exc = as_app_error(exc)
     if isinstance(exc, AppError):
         status, code, detail, headers = exc.status_code, exc.code, exc.detail, exc.headers
     elif isinstance(exc, RequestValidationError):
@@ -107,23 +135,45 @@ def _gateway_app() -> FastAPI:
 
 
 def build_gateway(**options: Any) -> Any:
-    """The gateway's Serve application (what serve_config.yaml's import_path names).
+    """The gateway's Serve application (what serve_config.yaml's import_path names): the
+    FastAPI ingress and, bound to it, the webhook dispatcher.
 
     Args:
-        **options: `serve.deployment` options overriding the defaults below.
+        **options: `serve.deployment` options of the ingress overriding the defaults below.
     """
     from ray import serve
 
+    from app.webhook_replica import WebhookReplica
+
     defaults: dict[str, Any] = {
         "name": "gateway",
-        # The gateway only waits on I/O: Serve's default of 5 throttles it hard
-        # (benchmarks/RESULTS.md has both figures).
-        "max_ongoing_requests": 128,
+        # A request waiting for a result (long-poll, event stream) costs an idle coroutine,
+        # not CPU: a replica holds thousands. Serve's default of 5 would queue them.
+        "max_ongoing_requests": 4096,
+        # Serve's own autoscaler on ongoing requests (idle waiters included): another
+        # replica per `target_ongoing_requests` of them.
+        "autoscaling_config": {
+            "min_replicas": 1,
+            "max_replicas": 4,
+            "target_ongoing_requests": 1000,
+            "upscale_delay_s": 5,
+            "downscale_delay_s": 60,
+        },
         "ray_actor_options": {"num_cpus": 0.25},
         "health_check_period_s": 10,
     }
-    deployment = serve.deployment(**{**defaults, **options})(serve.ingress(_gateway_app)())
-    return deployment.bind()
+    options = {**defaults, **options}
+    if "num_replicas" in options:
+        options.pop("autoscaling_config", None)
+    webhooks = serve.deployment(
+        name="webhooks",
+        num_replicas=1,
+        ray_actor_options={"num_cpus": 0},
+        graceful_shutdown_timeout_s=15,
+        health_check_period_s=10,
+    )(WebhookReplica)
+    deployment = serve.deployment(**options)(serve.ingress(_gateway_app)())
+    return deployment.bind(webhooks.bind())
 
 
 app = build_gateway()

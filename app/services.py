@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from app.catalog import ModelCatalog
-from app.core.broker import Publisher
-from app.core.metrics import MetricsRecorder
+from app.core.broker import BrokerError, Publisher, QueueMissing
+from app.core.idempotency import IdempotencyKeys
+from app.core.metrics import TASKS_FINISHED, MetricsRecorder
 from app.core.settings import Settings
-from app.core.store import ResultStore
+from app.core.store import ResultStore, StoreError, Transition
 from app.core.users import UserStore
-from registry.client import RayRegistry, Registry
+from app.core.webhooks import declare_webhook_queues
+from app.notifications import TaskNotifications
+from app.submission import Submitter
+from protos.task_pb2 import WebhookJob
+from registry.client import RayRegistry, Registry, report_metrics_forever
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +33,11 @@ class Services:
     catalog: ModelCatalog
     registry: Registry
     metrics: MetricsRecorder
+    notifications: TaskNotifications
+    submitter: Submitter
     # Names this gateway process's metrics in the registry.
     source_id: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
-    _pusher: asyncio.Task[None] | None = None
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def open(
@@ -40,12 +48,7 @@ class Services:
     ) -> Services:
         """Create the clients; connections open lazily, so a dependency down at start-up
         only makes `/health/ready` fail until it is back."""
-        store = ResultStore.from_url(
-            str(settings.redis_url),
-            prefix=settings.redis_prefix,
-            ttl_s=settings.result_ttl_s,
-            timeout_s=settings.io_timeout_s,
-        )
+        store = ResultStore.from_settings(settings)
         registry = registry or RayRegistry(
             name=settings.registry_name,
             namespace=settings.registry_namespace,
@@ -53,33 +56,81 @@ class Services:
             ping_timeout_s=settings.ping_timeout_s,
             call_timeout_s=settings.io_timeout_s,
         )
-        return cls(
+        publisher = Publisher(str(settings.amqp_url), timeout_s=settings.io_timeout_s)
+        metrics = metrics or MetricsRecorder()
+        services = cls(
             settings=settings,
             store=store,
             users=UserStore(store.redis, prefix=settings.redis_prefix),
-            publisher=Publisher(str(settings.amqp_url), timeout_s=settings.io_timeout_s),
+            publisher=publisher,
             catalog=ModelCatalog(registry, ttl_s=settings.model_cache_ttl_s),
             registry=registry,
-            metrics=metrics or MetricsRecorder(),
+            metrics=metrics,
+            notifications=TaskNotifications(
+                store, str(settings.redis_url), timeout_s=settings.io_timeout_s
+            ),
+            submitter=Submitter(
+                store,
+                publisher,
+                IdempotencyKeys(
+                    store.redis, prefix=settings.redis_prefix, ttl_s=settings.result_ttl_s
+                ),
+                io_timeout_s=settings.io_timeout_s,
+                metrics=metrics,
+            ),
+        )
+        services.notifications.on_expired = services.finished
+        return services
+
+    def start(self) -> None:
+        """Start the background work: the task subscriber and the metrics push."""
+        self.notifications.start()
+        self._spawn(
+            report_metrics_forever(
+                self.registry, self.source_id, self.metrics.snapshot, self.settings.ping_interval_s
+            )
         )
 
-    def start_metrics_push(self) -> None:
-        """Send this process's metrics to the registry every ping interval."""
-        self._pusher = asyncio.get_running_loop().create_task(self._push_forever())
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        self._background.append(asyncio.get_running_loop().create_task(coroutine))  # type: ignore[arg-type]
 
     async def push_metrics(self) -> None:
         await self.registry.report_metrics(self.source_id, self.metrics.snapshot())
 
-    async def _push_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.ping_interval_s)
+    async def finished(self, task_id: str, model: str, transition: Transition) -> None:
+        """What follows a task the gateway itself made final (cancelled, expired)."""
+        if not transition.written or transition.status is None:
+            return
+        self.metrics.inc(TASKS_FINISHED, model, transition.status.value)
+        if transition.webhook_url:
+            await self.enqueue_webhook(task_id)
+
+    async def enqueue_webhook(self, task_id: str) -> None:
+        """Queue the delivery of a final task's document to its callback URL."""
+        queue = self.settings.webhook_queue
+        job = WebhookJob(task_id=task_id, attempt=1).SerializeToString()
+        try:
             try:
-                await self.push_metrics()
-            except Exception as exc:
-                logger.warning("could not report metrics: %s", exc)
+                await self.publisher.publish(queue, job, message_id=task_id)
+            except QueueMissing:
+                await self.publisher.declare(
+                    lambda channel: declare_webhook_queues(
+                        channel, queue, max_attempts=self.settings.webhook_max_attempts
+                    )
+                )
+                await self.publisher.publish(queue, job, message_id=task_id)
+        except BrokerError as exc:
+            logger.error("task %s: its webhook could not be queued: %s", task_id, exc)
+            try:
+                await self.store.update_webhook(
+                    task_id, status="failed", last_error="could not be queued for delivery"
+                )
+            except StoreError:
+                pass
 
     async def close(self) -> None:
-        if self._pusher is not None:
-            self._pusher.cancel()
+        for task in self._background:
+            task.cancel()
+        await self.notifications.close()
         await self.publisher.close()
         await self.store.close()

@@ -150,9 +150,9 @@ async def prefill_ours(name: str, n: int) -> list[str]:
     import aio_pika
 
     from app.core.broker import declare_model_queues, persistent_message, publish_confirmed
+    from app.core.envelope import new_envelope
     from app.core.settings import get_settings
     from app.core.store import ResultStore
-    from app.core.tasks import new_envelope
     from protos.echo_pb2 import EchoRequest
 
     settings = get_settings()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.core.metrics import Snapshot as MetricsSnapshot
@@ -196,3 +197,19 @@ async def ping_replica(actor_name: str, timeout_s: float) -> PingResult:
         logger.info("replica %s is unhealthy: %s", actor_name, exc)
         return PingResult.TIMEOUT
     return PingResult.ALIVE
+
+
+async def report_metrics_forever(
+    registry: Registry,
+    source: str,
+    snapshot: Callable[[], MetricsSnapshot],
+    interval_s: float,
+) -> None:
+    """Send a process's metrics to the registry every `interval_s` (a gateway or webhook
+    replica: model instances send theirs with their registration)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await registry.report_metrics(source, snapshot())
+        except Exception as exc:
+            logger.warning("could not report metrics: %s", exc)

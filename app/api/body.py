@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import Request
 from google.protobuf.message import Message
 
@@ -11,8 +15,10 @@ from protos.codec import (
     DecodeFailed,
     JsonMismatch,
     message_from_bytes,
+    message_from_dict,
     message_from_json,
 )
+from protos.task_pb2 import Batch
 
 PROTOBUF_TYPES = {PROTOBUF_CONTENT_TYPE, "application/protobuf", "application/octet-stream"}
 JSON_TYPES = {"application/json", ""}
@@ -65,3 +71,45 @@ def decode_request(body: bytes, content_type: str, message_cls: type[Message]) -
     raise UnsupportedMediaType(
         f"send application/json or {PROTOBUF_CONTENT_TYPE}, not {content_type!r}"
     )
+
+
+def decode_batch(
+    body: bytes, content_type: str, message_cls: type[Message], *, max_items: int
+) -> list[Message]:
+    """Turn a batch body into request messages: a JSON array of them, or a `platform.Batch`.
+
+    Raises:
+        BadRequest: not JSON, or not a valid `platform.Batch`.
+        InvalidInput: not an array, empty, or an item that does not match (names its index).
+        PayloadTooLarge: more than `max_items` items.
+        UnsupportedMediaType: neither JSON nor protobuf.
+    """
+    if content_type in PROTOBUF_TYPES:
+        try:
+            items: list[Any] = list(message_from_bytes(body, Batch).requests)  # type: ignore[attr-defined]
+        except DecodeFailed as exc:
+            raise BadRequest(str(exc)) from exc
+        parse: Callable[[Any, type[Message]], Message] = message_from_bytes
+    elif content_type in JSON_TYPES or content_type.endswith("+json"):
+        try:
+            items = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}") from exc
+        if not isinstance(items, list):
+            raise InvalidInput("a batch is a JSON array of request messages")
+        parse = message_from_dict
+    else:
+        raise UnsupportedMediaType(
+            f"send application/json or {PROTOBUF_CONTENT_TYPE}, not {content_type!r}"
+        )
+    if not items:
+        raise InvalidInput("a batch needs at least one request message")
+    if len(items) > max_items:
+        raise PayloadTooLarge(f"a batch holds at most {max_items} request messages")
+    messages = []
+    for index, item in enumerate(items):
+        try:
+            messages.append(parse(item, message_cls))
+        except (DecodeFailed, JsonMismatch) as exc:
+            raise InvalidInput(f"item {index}: {exc}") from exc
+    return messages

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.core.errors import Unauthorized
+from app.core.errors import InvalidInput, Unauthorized
 from app.core.security import login_from_token
+from app.core.webhooks import CallbackRefused, check_callback_url
 from app.services import Services
+from app.submission import SubmitOptions
 
 # auto_error=False: a missing token becomes our own 401 with the common error shape.
 _bearer = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)
@@ -37,3 +39,52 @@ async def current_user(
 
 
 CurrentUser = Annotated[str, Depends(current_user)]
+
+
+# The longest deadline a submit may carry (the queue keeps no task longer than its result).
+MAX_DEADLINE_S = 7 * 24 * 3600.0
+
+
+async def submit_options(
+    services: ServicesDep,
+    callback_url: Annotated[
+        str | None,
+        Query(
+            max_length=2048,
+            description="POST the task's final document here (http or https, signed with "
+            "HMAC-SHA256; see the README). The host must be on the webhook allow-list.",
+        ),
+    ] = None,
+    deadline_s: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=MAX_DEADLINE_S,
+            description="Seconds from now by which a replica must have started the task; "
+            "otherwise it ends `expired` without running.",
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Repeat a submit with the same key to get the first submit's task "
+            "ids instead of queuing again (kept as long as results).",
+        ),
+    ] = None,
+) -> SubmitOptions:
+    """What a submit may carry besides its body."""
+    if callback_url is not None:
+        try:
+            check_callback_url(callback_url, services.settings.webhook_allowed_hosts)
+        except CallbackRefused as exc:
+            raise InvalidInput(str(exc)) from exc
+    return SubmitOptions(
+        callback_url=callback_url, deadline_s=deadline_s, idempotency_key=idempotency_key
+    )
+
+
+SubmitOptionsDep = Annotated[SubmitOptions, Depends(submit_options)]

@@ -7,13 +7,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.metrics import HTTP_LATENCY, TASKS_SUBMITTED, MetricsRecorder
-
-SUBMIT_ROUTE = "/models/{name}/tasks"
+from app.core.metrics import HTTP_LATENCY, MetricsRecorder
 
 
 class MetricsMiddleware:
-    """Times every HTTP request by route template, method and status; counts accepted tasks."""
+    """Times every HTTP request by route template, method and status."""
 
     def __init__(self, app: ASGIApp, recorder: MetricsRecorder) -> None:
         self.app = app
@@ -44,5 +42,3 @@ class MetricsMiddleware:
                 scope.get("method", ""),
                 str(status),
             )
-            if template == SUBMIT_ROUTE and status == 202:
-                self.recorder.inc(TASKS_SUBMITTED, scope.get("path_params", {}).get("name", ""))

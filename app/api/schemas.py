@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.lifecycle import TaskState
+
 
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -49,18 +51,18 @@ class TaskAccepted(BaseModel):
     status: str = "pending"
 
 
-class TaskDocument(BaseModel):
-    task_id: str
-    model: str
-    status: str = Field(description="pending, running, succeeded or failed.")
-    created_at: str | None
-    started_at: str | None
-    finished_at: str | None
-    attempts: int
-    error: str | None
-    error_code: str | None
-    result: dict[str, object] | None = Field(
-        description="The response message in proto3 JSON form, once succeeded."
+class BatchAccepted(BaseModel):
+    task_ids: list[str] = Field(description="One task id per request message, in order.")
+    status: str = "pending"
+
+
+class TaskPage(BaseModel):
+    """One page of the caller's tasks, newest first (results are left out: fetch them with
+    the result route)."""
+
+    tasks: list[TaskState]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
     )
 
 

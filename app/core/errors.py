@@ -62,6 +62,12 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class TaskFinished(Conflict):
+    """The task is already in a final state (it cannot be cancelled any more)."""
+
+    code = "task_finished"
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"

@@ -38,7 +38,7 @@ TASKS_SUBMITTED = MetricDef(
 )
 TASKS_FINISHED = MetricDef(
     "app_tasks_finished_total",
-    "Tasks that reached a final state, by status (succeeded, failed).",
+    "Tasks that reached a final state, by status (succeeded, failed, cancelled, expired).",
     "counter",
     ("model", "status"),
 )
@@ -77,11 +77,30 @@ DEAD_LETTER_MESSAGES = MetricDef(
     "app_dead_letter_messages", "Messages in a model's dead-letter queue.", "gauge", ("model",)
 )
 
-# Reported by replicas as a current value, not a running total: summed over live sources
+CANCEL_REQUESTS = MetricDef(
+    "app_task_cancel_requests_total",
+    "Cancel requests for pending or running tasks.",
+    "counter",
+    ("model",),
+)
+WEBHOOK_DELIVERIES = MetricDef(
+    "app_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: ok, retried (will be tried again), failed (gave up).",
+    "counter",
+    ("outcome",),
+)
+
+# Reported by processes as a current value, not a running total: summed over live sources
 # only, never kept for a source that is gone.
 TASKS_IN_FLIGHT = MetricDef(
     "app_tasks_in_flight", "Tasks a model's replicas are processing now.", "gauge", ("model",)
 )
+LONG_POLL_WAITERS = MetricDef(
+    "app_long_poll_waiters", "Clients waiting on a result (long-poll) now.", "gauge", ()
+)
+EVENT_STREAMS = MetricDef("app_event_streams", "Server-sent event streams open now.", "gauge", ())
+# Gauges rendered straight from the merged snapshot.
+SOURCE_GAUGES = {m.name: m for m in (LONG_POLL_WAITERS, EVENT_STREAMS)}
 
 SHARED_METRICS = {
     m.name: m
@@ -92,6 +111,8 @@ SHARED_METRICS = {
         TASK_LATENCY,
         TASK_RUN_TIME,
         HTTP_LATENCY,
+        CANCEL_REQUESTS,
+        WEBHOOK_DELIVERIES,
     )
 }
 
@@ -183,6 +204,13 @@ class _SnapshotCollector(Collector):
                         buckets.append((_bound(bound), cumulative))
                     buckets.append(("+Inf", values[-1]))
                     family.add_metric(_split(key, metric), buckets, values[-2])
+            yield family
+        for name, metric in SOURCE_GAUGES.items():
+            family = GaugeMetricFamily(name, metric.help, labels=metric.labels)
+            for key, value in sorted(self._snapshot.get(name, {}).items()):
+                family.add_metric(_split(key, metric), value)
+            if not metric.labels and not self._snapshot.get(name):
+                family.add_metric([], 0.0)
             yield family
         by_metric: dict[str, list[Gauge]] = {}
         for gauge in self._gauges:

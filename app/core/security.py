@@ -78,8 +78,14 @@ def login_from_token(token: str, settings: Settings) -> str:
         )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("token expired") from exc
+    except jwt.InvalidAlgorithmError as exc:
+        raise Unauthorized(f"token algorithm not allowed (only {JWT_ALGORITHM})") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise Unauthorized("token signature does not verify") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthorized(f"token lacks the {exc.claim!r} claim") from exc
     except jwt.InvalidTokenError as exc:
-        raise Unauthorized("invalid token") from exc
+        raise Unauthorized("malformed token") from exc
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise Unauthorized("invalid token")

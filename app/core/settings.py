@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import secrets
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AmqpDsn, Field, RedisDsn, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AmqpDsn, Field, RedisDsn, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "change-me"  # noqa: S105 - the sentinel the validator refuses outside dev
+DEFAULT_WEBHOOK_SECRET = "change-me-too"  # noqa: S105 - likewise
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -39,6 +41,8 @@ class Settings(BaseSettings):
     connect_retry_delay_s: float = Field(default=1.0, ge=0)
     # Bound on any single broker or store operation made while serving an HTTP request.
     io_timeout_s: float = Field(default=5.0, gt=0)
+    # Redis connections one process keeps at most; more concurrent commands wait for one.
+    redis_max_connections: int = Field(default=64, ge=2, le=10_000)
 
     # Registry: how often it pings every instance, and how long an answer may take.
     ping_interval_s: float = Field(default=10.0, gt=0)
@@ -52,17 +56,58 @@ class Settings(BaseSettings):
     jwt_ttl_s: int = Field(default=3600, ge=60)
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # A batch submit: most request messages in one body, and the body's size.
+    max_batch_tasks: int = Field(default=1000, ge=1)
+    max_batch_bytes: int = Field(default=8 << 20, ge=1024)
+
+    # Waiting for results: the longest long-poll, and how often an idle event stream gets a
+    # keep-alive comment (proxies close silent connections).
+    max_wait_s: float = Field(default=30.0, gt=0, le=300)
+    sse_keepalive_s: float = Field(default=15.0, gt=0)
+    # Shortest interval between two progress writes of one task (more are coalesced).
+    progress_interval_s: float = Field(default=0.25, ge=0)
+
+    # Webhooks: deliveries are signed with this secret (HMAC-SHA256), go only to hosts the
+    # allow-list covers ("*" = any host with a public address; name loopback or private hosts
+    # explicitly), and are tried this many times with doubling backoff.
+    webhook_secret: SecretStr = SecretStr(DEFAULT_WEBHOOK_SECRET)
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = ["*"]
+    webhook_queue: str = "platform.webhooks"
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_backoff_s: float = Field(default=1.0, ge=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        """`a.example.com, *.example.org` or a JSON list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
-    def _refuse_default_secret_outside_dev(self) -> Settings:
-        if self.jwt_secret.get_secret_value() in ("", DEFAULT_JWT_SECRET):
-            if self.environment == "prod":
+    def _refuse_weak_secrets_in_prod(self) -> Settings:
+        # dev and test keep the sentinels (a fresh secret per process would break tokens
+        # across replicas); security.py warns when one is used.
+        if self.environment != "prod":
+            return self
+        for name, secret, default in (
+            ("APP_JWT_SECRET", self.jwt_secret, DEFAULT_JWT_SECRET),
+            ("APP_WEBHOOK_SECRET", self.webhook_secret, DEFAULT_WEBHOOK_SECRET),
+        ):
+            value = secret.get_secret_value()
+            if value == default or len(value.encode()) < MIN_SECRET_BYTES:
                 raise ValueError(
-                    "APP_JWT_SECRET is unset or left at its default; set a random secret "
-                    "of at least 32 bytes before running with APP_ENVIRONMENT=prod"
+                    f"{name} is unset, left at its default or shorter than "
+                    f"{MIN_SECRET_BYTES} bytes; set a random secret (scripts print one with "
+                    "`python -c 'from app.core.settings import generate_secret as g; print(g())'`) "
+                    "before running with APP_ENVIRONMENT=prod"
                 )
-            # dev and test: a fresh secret per process would break tokens across replicas,
-            # so derive nothing; keep the sentinel and let security.py warn once.
         return self
 
 

@@ -54,6 +54,10 @@ def serve_url() -> Iterator[str]:
             "APP_PING_TIMEOUT_S": "1",
             "APP_MODEL_CACHE_TTL_S": "0",
             "APP_REGISTRY_NAME": f"registry-{uuid.uuid4().hex[:8]}",
+            "APP_WEBHOOK_QUEUE": f"hooks-{uuid.uuid4().hex[:8]}",
+            "APP_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+            "APP_WEBHOOK_BACKOFF_S": "0.1",
+            "APP_WEBHOOK_MAX_ATTEMPTS": "3",
         }
     )
     from app.core.settings import get_settings
@@ -118,11 +122,18 @@ def deploy_model() -> Iterator[Callable[..., str]]:
 
     deployed: list[str] = []
 
-    def deploy(model_cls: type, name: str | None = None, **options: Any) -> str:
+    def deploy(
+        model_cls: type,
+        name: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> str:
         app_name = name or f"{model_cls.__model_spec__.name}-{uuid.uuid4().hex[:6]}"
         options.setdefault("ray_actor_options", {"num_cpus": 0})
         serve.run(
-            build_app(model_cls, model_name=app_name, **options), name=app_name, route_prefix=None
+            build_app(model_cls, model_name=app_name, overrides=overrides, **options),
+            name=app_name,
+            route_prefix=None,
         )
         deployed.append(app_name)
         return app_name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from app.core.broker import QueueNames
 from app.core.settings import Settings
 from app.core.store import ResultStore
 from app.main import create_app
-from deployments._runtime.consumer import TaskConsumer
+from deployments._runtime.consumer import TaskConsumer, Webhooks
 from deployments._runtime.replica import model_info
 from deployments.sdk import ModelSpec, spec_of
 from registry.schemas import InstanceInfo
@@ -64,6 +65,9 @@ def settings(redis: Redis) -> Settings:
         jwt_secret="integration-secret-that-is-long-enough-0123456789",
         io_timeout_s=3,
         model_cache_ttl_s=0,
+        webhook_queue=unique("hooks"),
+        webhook_allowed_hosts=["127.0.0.1"],
+        webhook_backoff_s=0.05,
     )
 
 
@@ -79,12 +83,23 @@ def registry() -> LocalRegistry:
 
 
 @pytest.fixture
-async def gateway(settings: Settings, registry: LocalRegistry) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway_app(settings: Settings, registry: LocalRegistry) -> AsyncIterator[Any]:
     app = create_app(settings=settings, registry=registry)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+        yield app
+
+
+@pytest.fixture
+def services(gateway_app: Any) -> Any:
+    """The in-process gateway's `Services` (its subscriber, its store, its metrics)."""
+    return gateway_app.state.services
+
+
+@pytest.fixture
+async def gateway(gateway_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=gateway_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        yield client
 
 
 @pytest.fixture
@@ -113,6 +128,10 @@ class ModelHarness:
     async def drain(self) -> int:
         return await self.consumer.run_until_empty()
 
+    async def run(self) -> None:
+        """Consume continuously (until the test ends), as a replica does."""
+        await self.consumer.start()
+
     async def queue_length(self, name: str, *, expect: int | None = None) -> int:
         """Messages ready in `name`; with `expect`, wait up to 5 s for that count (dead-lettering
         happens in the broker, a moment after the reject)."""
@@ -131,6 +150,7 @@ async def deploy(
     amqp: aio_pika.abc.AbstractRobustConnection,
     store: ResultStore,
     registry: LocalRegistry,
+    settings: Settings,
 ) -> AsyncIterator[Callable[..., Any]]:
     """Start a consumer for a model class (or a spec plus model instance) under a unique name."""
     created: list[ModelHarness] = []
@@ -139,10 +159,20 @@ async def deploy(
         model: Any, *, spec: ModelSpec | None = None, name: str | None = None, **overrides: Any
     ) -> ModelHarness:
         base = spec or spec_of(type(model))
-        fields = {**vars(base), "name": name or unique(base.name), **overrides}
-        real_spec = ModelSpec(**fields)
+        real_spec = dataclasses.replace(
+            base,
+            name=name or unique(base.name),
+            settings=base.settings.replace("test", overrides),
+        )
         channel = await amqp.channel(publisher_confirms=True, on_return_raises=True)
-        consumer = TaskConsumer(real_spec, model, store, publish_timeout_s=3)
+        consumer = TaskConsumer(
+            real_spec,
+            model,
+            store,
+            publish_timeout_s=3,
+            webhooks=Webhooks(settings.webhook_queue, settings.webhook_max_attempts),
+            progress_interval_s=0,
+        )
         await consumer.attach(channel, prefetch=16)
         await registry.register(model_info(real_spec), InstanceInfo(instance_id=unique("i")))
         harness = ModelHarness(consumer, channel)
@@ -151,9 +181,10 @@ async def deploy(
 
     yield make
     for harness in created:
+        await harness.consumer.stop(drain_timeout_s=5)
         names = harness.names
         queues = [names.work, names.dead_letter] + [
-            names.retry(n) for n in range(1, harness.consumer.spec.max_attempts)
+            names.retry(n) for n in range(1, harness.consumer.settings.max_attempts)
         ]
         for queue in queues:
             try:

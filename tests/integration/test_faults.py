@@ -40,7 +40,7 @@ async def broken_store_gateway(settings, registry):
         yield client
 
 
-async def test_broker_down__503_with_retry_after_and_no_pending_left(
+async def test_broker_down__503_with_retry_after_and_the_task_marked_not_accepted(
     gateway, broken_broker_gateway, user, deploy, store, redis, settings
 ):
     headers = await user()
@@ -53,7 +53,11 @@ async def test_broker_down__503_with_retry_after_and_no_pending_left(
     assert response.status_code == 503
     assert response.json()["error"] == "unavailable"
     assert int(response.headers["Retry-After"]) > 0
-    assert not [k async for k in redis.scan_iter(f"{settings.redis_prefix}:task:*")]
+    # The record stays, failed, so that no copy of the message could ever run.
+    keys = [k async for k in redis.scan_iter(f"{settings.redis_prefix}:task:*")]
+    assert len(keys) == 1
+    record = await store.get(keys[0].decode().rsplit(":", 1)[1])
+    assert record.status == "failed" and record.document().error_code == "not_accepted"
     ready = await broken_broker_gateway.get("/health/ready")
     assert ready.status_code == 503 and ready.json()["checks"]["rabbitmq"] == "down"
 

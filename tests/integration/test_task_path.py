@@ -157,7 +157,7 @@ async def test_garbage_on_queue__dead_lettered_and_consumer_keeps_serving(
 
 
 async def test_redelivered_finished_task__acked_without_running_again(store, deploy, amqp):
-    from app.core.tasks import new_envelope
+    from app.core.envelope import new_envelope
 
     model = await deploy(Echo())
     name = model.consumer.spec.name

@@ -71,3 +71,18 @@ def finish_all(
     ]
     assert not wrong, wrong[:5]
     return documents
+
+
+def parse_events(text: str) -> list[dict[str, str]]:
+    """Server-sent events of a stream's text: each event's fields (comments dropped)."""
+    events = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        if fields:
+            events.append(fields)
+    return events

@@ -1,0 +1,192 @@
+"""Getting results: one task's (long-poll), its changes as server-sent events, and task lists."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import CurrentUser, ServicesDep
+from app.api.owned import load_owned, task_response
+from app.api.routes.tasks import ModelName, TaskId
+from app.api.schemas import TaskPage, error_responses
+from app.core.errors import InvalidInput
+from app.core.lifecycle import TaskDocument, TaskRecord, TaskStatus
+from app.core.metrics import EVENT_STREAMS, LONG_POLL_WAITERS
+from app.notifications import Watch
+from protos.codec import PROTOBUF_CONTENT_TYPE
+
+router = APIRouter(tags=["tasks"])
+
+EVENT_STREAM = "text/event-stream"
+
+
+@router.get(
+    "/models/{name}/result",
+    response_model=TaskDocument,
+    responses={
+        200: {
+            "description": "The task is done (succeeded, failed, cancelled or expired).",
+            "content": {PROTOBUF_CONTENT_TYPE: {}},
+        },
+        202: {"model": TaskDocument, "description": "Not done yet."},
+        **error_responses(401, 403, 404, 422, 503),
+    },
+)
+async def get_result(
+    name: ModelName,
+    request: Request,
+    user: CurrentUser,
+    services: ServicesDep,
+    task_id: Annotated[str, Query(min_length=1, max_length=64)],
+    wait: Annotated[
+        float,
+        Query(ge=0, le=300, description="Seconds to wait for the task to finish (long-poll)."),
+    ] = 0,
+) -> Response:
+    """A task's status and, once done, its result (protobuf with Accept: application/x-protobuf)."""
+    record = await load_owned(services, task_id, name, user)
+    wait = min(wait, services.settings.max_wait_s)
+    if not record.status.is_final and wait > 0:
+        services.metrics.inc(LONG_POLL_WAITERS, amount=1)
+        try:
+            async with services.notifications.watch(task_id) as watch:
+                record = await watch.final(wait)
+        finally:
+            services.metrics.inc(LONG_POLL_WAITERS, amount=-1)
+    return task_response(record, request)
+
+
+def _event(record: TaskRecord, previous: TaskRecord | None) -> str:
+    status = record.status
+    kind = (
+        "progress"
+        if previous is not None and status is TaskStatus.RUNNING and previous.status is status
+        else status.value
+    )
+    data = json.dumps(record.document().model_dump(mode="json"), separators=(",", ":"))
+    return f"id: {record.seq}\nevent: {kind}\ndata: {data}\n\n"
+
+
+@router.get(
+    "/models/{name}/tasks/{task_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-sent events, one per state change (event: pending, "
+            "running, progress, succeeded, failed, cancelled or expired; data: the task "
+            "document; id: the change's sequence number), ending after the final state. "
+            "Comments keep an idle stream alive.",
+            "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 403, 404, 422, 503),
+    },
+)
+async def task_events(
+    name: ModelName,
+    task_id: TaskId,
+    user: CurrentUser,
+    services: ServicesDep,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, description="Resume after this event id."),
+    ] = None,
+) -> StreamingResponse:
+    """Follow a task's state changes as server-sent events until it is done."""
+    await load_owned(services, task_id, name, user)
+    watching = services.notifications.watch(task_id)
+    # Subscribed before the answer starts, so a dead Redis is a 503, not a broken stream.
+    watch = await watching.__aenter__()
+    services.metrics.inc(EVENT_STREAMS, amount=1)
+
+    async def stream() -> AsyncIterator[str]:
+        try:
+            async for chunk in _changes(
+                watch, last_event_id or 0, services.settings.sse_keepalive_s
+            ):
+                yield chunk
+        finally:
+            services.metrics.inc(EVENT_STREAMS, amount=-1)
+            await watching.__aexit__(None, None, None)
+
+    return StreamingResponse(
+        stream(),
+        media_type=EVENT_STREAM,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _changes(watch: Watch, sent: int, keepalive_s: float) -> AsyncIterator[str]:
+    record: TaskRecord | None = None
+    current = watch.record
+    if current.seq > sent:
+        yield _event(current, None)
+        sent = current.seq
+    record = current
+    while not record.status.is_final:
+        change = await watch.next_change(keepalive_s)
+        if change is None:
+            yield ": keep-alive\n\n"
+            continue
+        if change.seq <= sent:
+            continue
+        yield _event(change, record)
+        sent, record = change.seq, change
+
+
+def _cursor(position: tuple[float, str]) -> str:
+    return base64.urlsafe_b64encode(f"{position[0]!r}|{position[1]}".encode()).decode()
+
+
+def _position(cursor: str) -> tuple[float, str]:
+    try:
+        score, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return float(score), task_id
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput("cursor is not one this server gave out") from exc
+
+
+@router.get("/tasks", response_model=TaskPage, responses=error_responses(401, 422, 503))
+async def list_tasks(
+    user: CurrentUser,
+    services: ServicesDep,
+    model: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
+    status: Annotated[TaskStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> TaskPage:
+    """Your tasks, newest first, optionally of one model or in one status; paged."""
+    position = _position(cursor) if cursor else None
+    found: list[TaskRecord] = []
+    # Bounded work per page: a status filter may skip many entries; the cursor then points
+    # past what was looked at, and the next page goes on from there.
+    budget = limit * 10
+    while len(found) < limit and budget > 0:
+        count = min(budget, 2 * limit)
+        entries = await services.store.task_ids(user, model=model, before=position, count=count)
+        budget -= count
+        records = await services.store.get_many([task_id for task_id, _ in entries])
+        gone = []
+        for (task_id, score), record in zip(entries, records, strict=True):
+            if record is None or record.owner != user:
+                gone.append(task_id)
+            elif status is None or record.status is status:
+                found.append(record)
+            position = (score, task_id)
+            if len(found) == limit:
+                break
+        await services.store.forget(user, gone, model)
+        if len(entries) < count:
+            break
+    more = position is not None and bool(
+        await services.store.task_ids(user, model=model, before=position, count=1)
+    )
+    return TaskPage(
+        tasks=[record.state() for record in found],
+        next_cursor=_cursor(position) if more and position is not None else None,
+    )

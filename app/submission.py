@@ -1,0 +1,170 @@
+"""`Submitter`: how the gateway accepts tasks, single or batched, exactly once per idempotency key.
+
+A submit is accepted (202) only once every task is `pending` in Redis and RabbitMQ confirmed
+every persistent message. When the broker refuses or does not confirm in time, every task of
+the submit is marked failed (`not_accepted`) before the client hears 503: a message that did
+reach the queue is then acknowledged by its replica without running, so a task the client was
+told failed never runs, and a batch is all or nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.core.broker import BrokerError, Publisher, QueueMissing
+from app.core.envelope import created_at, new_envelope
+from app.core.errors import InvalidInput, ModelUnavailable, Unavailable
+from app.core.idempotency import IdempotencyKeys, KeyReused
+from app.core.metrics import TASKS_SUBMITTED, MetricsRecorder
+from app.core.store import PendingTask, ResultStore, StoreError, now
+from protos.task_pb2 import Task
+
+logger = logging.getLogger(__name__)
+
+NOT_ACCEPTED = (
+    "the message broker did not accept the submit; nothing will run: submit again "
+    "(with the same Idempotency-Key, if you sent one, once this answer was 503)"
+)
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What a client may add to a submit besides the request messages."""
+
+    callback_url: str | None = None
+    deadline_s: float | None = None
+    idempotency_key: str | None = None
+
+
+class IdempotencyConflict(InvalidInput):
+    code = "idempotency_key_reused"
+
+
+def request_digest(model: str, kind: str, payloads: Sequence[bytes], options: SubmitOptions) -> str:
+    """What makes two submits the same request: model, kind, messages and options.
+
+    Payloads are deterministic protobuf serializations, so the JSON and the protobuf form of one
+    message digest alike.
+    """
+    digest = hashlib.sha256()
+    for part in (model, kind, options.callback_url or "", repr(options.deadline_s)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    for payload in payloads:
+        digest.update(len(payload).to_bytes(8, "big"))
+        digest.update(payload)
+    return digest.hexdigest()
+
+
+class Submitter:
+    """Creates, indexes and publishes tasks for the gateway's submit routes."""
+
+    def __init__(
+        self,
+        store: ResultStore,
+        publisher: Publisher,
+        idempotency: IdempotencyKeys,
+        *,
+        io_timeout_s: float,
+        metrics: MetricsRecorder,
+    ) -> None:
+        self._metrics = metrics
+        self._store = store
+        self._publisher = publisher
+        self._idempotency = idempotency
+        self._timeout_s = io_timeout_s
+
+    async def submit(
+        self,
+        *,
+        model: str,
+        owner: str,
+        payloads: Sequence[bytes],
+        options: SubmitOptions,
+        kind: str = "task",
+    ) -> list[str]:
+        """Accept one task per payload; return their ids in order.
+
+        Raises:
+            IdempotencyConflict: the key was used for another request.
+            ModelUnavailable: the model has no queue yet.
+            Unavailable: Redis or RabbitMQ could not take the tasks (nothing will run).
+        """
+        envelopes = [new_envelope(model=model, owner=owner, payload=p) for p in payloads]
+        ids = [envelope.task_id for envelope in envelopes]
+        key = options.idempotency_key
+        if key is not None:
+            digest = request_digest(model, kind, payloads, options)
+            try:
+                earlier = await self._idempotency.claim(owner, key, digest, ids)
+            except KeyReused as exc:
+                raise IdempotencyConflict(str(exc)) from exc
+            if earlier is not None:
+                return earlier
+        try:
+            await self._accept(model, owner, envelopes, options)
+        except BaseException:
+            if key is not None:
+                try:
+                    await self._idempotency.release(owner, key)
+                except StoreError as exc:
+                    logger.warning("could not release an idempotency key: %s", exc)
+            raise
+        self._metrics.inc(TASKS_SUBMITTED, model, amount=len(ids))
+        return ids
+
+    async def _accept(
+        self, model: str, owner: str, envelopes: list[Task], options: SubmitOptions
+    ) -> None:
+        submitted = now()
+        deadline = submitted + options.deadline_s if options.deadline_s is not None else None
+        pending = [
+            PendingTask(
+                task_id=envelope.task_id,
+                model=model,
+                owner=owner,
+                created_at=created_at(envelope),
+                deadline=deadline,
+                webhook_url=options.callback_url,
+            )
+            for envelope in envelopes
+        ]
+        # "pending" is written before the publish, so a fast replica always finds the record.
+        async with asyncio.timeout(self._timeout_s):
+            await self._store.create_pending(pending)
+        results = await asyncio.gather(
+            *(
+                self._publisher.publish(
+                    model, envelope.SerializeToString(), message_id=envelope.task_id
+                )
+                for envelope in envelopes
+            ),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if not failures:
+            return
+        await self._refuse([task.task_id for task in pending])
+        first = failures[0]
+        if isinstance(first, QueueMissing):
+            raise ModelUnavailable(f"model {model!r} has no queue yet") from first
+        if isinstance(first, BrokerError | TimeoutError):
+            logger.warning("broker did not accept a submit: %s", first)
+            raise Unavailable(NOT_ACCEPTED) from first
+        raise first
+
+    async def _refuse(self, task_ids: list[str]) -> None:
+        """Mark every task of a submit that was not wholly accepted as failed."""
+        results = await asyncio.gather(
+            *(self._store.not_accepted(i, reason=NOT_ACCEPTED) for i in task_ids),
+            return_exceptions=True,
+        )
+        lost = sum(isinstance(r, BaseException) for r in results)
+        if lost:
+            # Redis is failing too: those records stay pending until they expire; a copy that
+            # reached the queue would run. Say so loudly.
+            logger.error("%d task(s) of a refused submit could not be marked failed", lost)

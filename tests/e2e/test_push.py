@@ -1,0 +1,245 @@
+"""Results pushed, on a real Ray Serve: long-poll, server-sent events, cancel, webhooks,
+idempotent submits, deadlines, a dropped subscriber, and hundreds of idle waiters."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import time
+from datetime import datetime
+
+import httpx
+import pytest
+
+from app.core.webhooks import SIGNATURE_HEADER, verify_signature
+from deployments.echo import Echo
+from tests.utils.e2e import listed, parse_events, submit, wait_for, wait_result
+from tests.utils.models import Counting, Progressing
+from tests.utils.webhooks import Receiver
+
+
+def result(http, headers, name, task_id, **params):
+    return http.get(
+        f"/models/{name}/result", params={"task_id": task_id, **params}, headers=headers
+    )
+
+
+def test_long_poll_wakes_within_100ms_of_completion(http, auth, deploy_model):
+    headers = auth()
+    name = deploy_model(Echo)
+    lags = []
+    for _ in range(5):
+        task_id = submit(http, headers, name, {"text": "soon", "delay_ms": 500})
+        response = result(http, headers, name, task_id, wait=10)
+        received = time.time()
+        assert response.status_code == 200
+        finished = datetime.fromisoformat(response.json()["finished_at"]).timestamp()
+        lags.append(received - finished)
+    # The waiter was held through the model's 500 ms and answered right after the write.
+    assert sorted(lags)[len(lags) // 2] < 0.1, lags
+
+
+def test_sse_pending_running_progress_succeeded_in_order(http, auth, deploy_model):
+    headers = auth()
+    name = deploy_model(Progressing, overrides={"max_concurrency": 1})
+    blocker = submit(http, headers, name, {"text": "first", "delay_ms": 1500})
+    task_id = submit(http, headers, name, {"text": "streamed", "delay_ms": 300})
+    with http.stream(
+        "GET", f"/models/{name}/tasks/{task_id}/events", headers=headers, timeout=30
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    events = parse_events(text)
+    kinds = [event["event"] for event in events]
+    assert kinds == ["pending", "running", "progress", "progress", "succeeded"], kinds
+    documents = [json.loads(event["data"]) for event in events]
+    assert documents[2]["progress"] == {"fraction": 0.5, "message": "halfway"}
+    assert documents[-1]["result"]["text"] == "streamed"
+    assert wait_result(http, headers, name, blocker)["status"] == "succeeded"
+
+
+def test_cancel_pending__the_model_never_runs_it(http, auth, deploy_model):
+    headers = auth()
+    name = deploy_model(Counting, overrides={"max_concurrency": 1})
+    busy = submit(http, headers, name, {"text": "busy", "delay_ms": 1500})
+    wait_for(lambda: result(http, headers, name, busy).json()["status"] == "running")
+    waiting = submit(http, headers, name, {"text": "never"})  # queued behind `busy`
+    cancelled = http.delete(f"/models/{name}/tasks/{waiting}", headers=headers)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert wait_result(http, headers, name, busy)["result"]["replica"] == "calls=1"
+    after = wait_result(http, headers, name, submit(http, headers, name, {"text": "after"}))
+    # The replica received the cancelled task between these two and did not call the model.
+    assert after["result"]["replica"] == "calls=2"
+    assert result(http, headers, name, waiting).json()["status"] == "cancelled"
+    again = http.delete(f"/models/{name}/tasks/{waiting}", headers=headers)
+    assert again.status_code == 409 and again.json()["error"] == "task_finished"
+    other = http.delete(f"/models/{name}/tasks/{busy}", headers=auth())
+    assert other.status_code == 403
+
+
+def test_cancel_running_echo__ends_cancelled(http, auth, deploy_model):
+    headers = auth()
+    name = deploy_model(Echo)
+    task_id = submit(http, headers, name, {"text": "long", "delay_ms": 30_000})
+    wait_for(lambda: result(http, headers, name, task_id).json()["status"] == "running")
+    started = time.monotonic()
+    response = http.delete(f"/models/{name}/tasks/{task_id}", headers=headers)
+    assert response.status_code == 202
+    final = result(http, headers, name, task_id, wait=15)
+    assert final.status_code == 200 and final.json()["status"] == "cancelled"
+    assert time.monotonic() - started < 10  # stopped in the replica, not run to its end
+    # The replica is free again.
+    assert (
+        wait_result(http, headers, name, submit(http, headers, name, {"text": "next"}))["result"][
+            "text"
+        ]
+        == "next"
+    )
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+def test_webhook__500_twice_then_delivered_signed(http, auth, deploy_model, receiver):
+    from app.core.settings import get_settings
+
+    receiver.statuses = [500, 500]
+    headers = auth()
+    name = deploy_model(Echo)
+    accepted = http.post(
+        f"/models/{name}/tasks",
+        params={"callback_url": receiver.url},
+        json={"text": "hooked"},
+        headers=headers,
+    )
+    assert accepted.status_code == 202, accepted.text
+    task_id = accepted.json()["task_id"]
+    wait_for(
+        lambda: result(http, headers, name, task_id).json()["webhook"]["status"] == "delivered",
+        timeout=30,
+    )
+    assert [d.answered for d in receiver.deliveries] == [500, 500, 200]
+    secret = get_settings().webhook_secret.get_secret_value().encode()
+    last = receiver.deliveries[-1]
+    assert verify_signature(secret, last.body, last.headers[SIGNATURE_HEADER])
+    assert json.loads(last.body)["result"]["text"] == "hooked"
+    assert result(http, headers, name, task_id).json()["webhook"]["attempts"] == 3
+
+
+def test_webhook_receiver_down__failed_after_retries_result_intact(http, auth, deploy_model):
+    dead = Receiver()
+    url = dead.url
+    dead.close()
+    headers = auth()
+    name = deploy_model(Echo)
+    task_id = http.post(
+        f"/models/{name}/tasks",
+        params={"callback_url": url},
+        json={"text": "kept"},
+        headers=headers,
+    ).json()["task_id"]
+    wait_for(
+        lambda: result(http, headers, name, task_id).json()["webhook"]["status"] == "failed",
+        timeout=30,
+    )
+    document = result(http, headers, name, task_id).json()
+    assert document["status"] == "succeeded" and document["result"]["text"] == "kept"
+    assert document["webhook"]["attempts"] == 3 and document["webhook"]["last_error"]
+
+
+def test_same_idempotency_key_twice__one_task_one_run(http, auth, deploy_model):
+    headers = {**auth(), "Idempotency-Key": "retry-after-timeout"}
+    name = deploy_model(Counting)
+    first = http.post(f"/models/{name}/tasks", json={"text": "once"}, headers=headers)
+    second = http.post(f"/models/{name}/tasks", json={"text": "once"}, headers=headers)
+    assert first.json()["task_id"] == second.json()["task_id"]
+    assert wait_result(http, headers, name, first.json()["task_id"])["result"]["replica"] == (
+        "calls=1"
+    )
+    later = {k: v for k, v in headers.items() if k != "Idempotency-Key"}
+    assert (
+        wait_result(http, later, name, submit(http, later, name, {"text": "x"}))["result"][
+            "replica"
+        ]
+        == "calls=2"
+    )
+
+
+def test_deadline_passed__expired_never_run(http, auth, deploy_model):
+    headers = auth()
+    name = deploy_model(Counting, overrides={"max_concurrency": 1})
+    busy = submit(http, headers, name, {"text": "busy", "delay_ms": 1500})
+    late = http.post(
+        f"/models/{name}/tasks",
+        params={"deadline_s": 0.3},
+        json={"text": "late"},
+        headers=headers,
+    ).json()["task_id"]
+    document = result(http, headers, name, late, wait=10).json()
+    assert document["status"] == "expired" and document["error_code"] == "deadline_exceeded"
+    assert wait_result(http, headers, name, busy)["result"]["replica"] == "calls=1"
+    after = wait_result(http, headers, name, submit(http, headers, name, {"text": "after"}))
+    assert after["result"]["replica"] == "calls=2"
+
+
+def test_subscriber_connection_killed__no_waiter_stranded(http, auth, deploy_model):
+    import redis
+
+    from app.core.settings import get_settings
+    from tests.conftest import REDIS_URL
+
+    headers = auth()
+    name = deploy_model(Echo)
+    ids = [submit(http, headers, name, {"text": f"k{i}", "delay_ms": 1500}) for i in range(4)]
+    settings = get_settings()
+    client = redis.Redis.from_url(REDIS_URL)
+    connection = f"{settings.redis_prefix}:task-notifications"
+
+    def kill_when_watched():
+        time.sleep(0.5)  # the waiters below are subscribed by now
+        names = [c for c in client.client_list() if c.get("name") == connection]
+        for c in names:
+            client.execute_command("CLIENT", "KILL", "ID", c["id"])
+        return len(names)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        killer = pool.submit(kill_when_watched)
+        polls = list(pool.map(lambda i: result(http, headers, name, i, wait=25), ids))
+    assert killer.result() >= 1
+    assert [p.status_code for p in polls] == [200] * 4
+    assert [p.json()["result"]["text"] for p in polls] == [f"k{i}" for i in range(4)]
+
+
+def test_300_idle_waiters__submits_flow_no_503(http, auth, deploy_model, gateway_url):
+    headers = auth()
+    name = deploy_model(Echo)
+    slow = submit(http, headers, name, {"text": "slow", "delay_ms": 25_000})
+    statuses: list[int] = []
+
+    def wait_once(_: int) -> int:
+        with httpx.Client(base_url=gateway_url, timeout=60) as client:
+            return result(client, headers, name, slow, wait=30).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(300) as pool:
+        waiters = [pool.submit(wait_once, i) for i in range(300)]
+        wait_for(lambda: _long_poll_waiters(http) >= 300, timeout=20, interval=0.5)
+        submits = [
+            http.post(f"/models/{name}/tasks", json={"text": f"s{i}"}, headers=headers)
+            for i in range(20)
+        ]
+        statuses = [w.result() for w in waiters]
+    assert [s.status_code for s in submits] == [202] * 20
+    assert statuses == [200] * 300
+    assert name in listed(http, headers)
+
+
+def _long_poll_waiters(http) -> float:
+    from tests.utils.prometheus import sample
+
+    http.get("/metrics")  # pushes this replica's gauges
+    return sample(http.get("/metrics").text, "app_long_poll_waiters") or 0.0

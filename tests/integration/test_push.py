@@ -1,0 +1,182 @@
+"""Results pushed to waiters: long-poll and server-sent events wake on the final write, with no
+Redis polling, and survive a dropped subscriber connection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from deployments.echo import Echo
+from tests.utils.e2e import parse_events
+from tests.utils.models import Progressing
+from tests.utils.redis import kill_subscriber
+
+
+async def submit(gateway, headers, name, body, **kwargs):
+    response = await gateway.post(f"/models/{name}/tasks", json=body, headers=headers, **kwargs)
+    assert response.status_code == 202, response.text
+    return response.json()["task_id"]
+
+
+async def until(condition, timeout=5.0):
+    """Wait for `condition()` to hold, checking every few milliseconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_long_poll_is_held_and_wakes_on_the_final_write(gateway, user, deploy, services):
+    headers = await user()
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    task_id = await submit(gateway, headers, name, {"text": "wake"})
+    poll = asyncio.create_task(
+        gateway.get(
+            f"/models/{name}/result", params={"task_id": task_id, "wait": 10}, headers=headers
+        )
+    )
+    await until(lambda: services.notifications.watched == 1)
+    await asyncio.sleep(0.3)
+    assert not poll.done()  # held by the server, not answered at once
+    reads_before = await _hgetall_calls(services)
+    assert await model.drain() == 1
+    finished = time.monotonic()
+    response = await poll
+    woke_after = time.monotonic() - finished
+    assert response.status_code == 200
+    assert response.json()["status"] == "succeeded" and response.json()["result"]["text"] == "wake"
+    assert woke_after < 0.1, woke_after
+    # One read of the final record, however long it waited: no polling.
+    assert await _hgetall_calls(services) - reads_before <= 2
+    assert services.notifications.watched == 0
+
+
+async def _hgetall_calls(services) -> int:
+    stats = await services.store.redis.info("commandstats")
+    return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+async def test_long_poll_times_out_with_202(gateway, user, deploy):
+    headers = await user()
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    task_id = await submit(gateway, headers, name, {"text": "slow"})
+    started = time.monotonic()
+    response = await gateway.get(
+        f"/models/{name}/result", params={"task_id": task_id, "wait": 0.5}, headers=headers
+    )
+    assert response.status_code == 202 and response.json()["status"] == "pending"
+    assert 0.5 <= time.monotonic() - started < 2
+
+
+async def test_many_waiters_on_one_task_share_one_subscription(gateway, user, deploy, services):
+    headers = await user()
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    task_id = await submit(gateway, headers, name, {"text": "shared"})
+    polls = [
+        asyncio.create_task(
+            gateway.get(
+                f"/models/{name}/result", params={"task_id": task_id, "wait": 10}, headers=headers
+            )
+        )
+        for _ in range(50)
+    ]
+    await until(lambda: _waiters(services) == 50)
+    assert services.notifications.watched == 1
+    await model.drain()
+    responses = await asyncio.gather(*polls)
+    assert {r.status_code for r in responses} == {200}
+    assert {r.json()["result"]["text"] for r in responses} == {"shared"}
+
+
+def _waiters(services) -> int:
+    return int(services.metrics.snapshot().get("app_long_poll_waiters", {}).get("", 0))
+
+
+async def test_sse_delivers_every_state_in_order_then_ends(gateway, user, deploy, services):
+    headers = await user()
+    model = await deploy(Progressing())
+    name = model.consumer.spec.name
+    task_id = await submit(gateway, headers, name, {"text": "streamed", "delay_ms": 50})
+    stream = asyncio.create_task(
+        gateway.get(f"/models/{name}/tasks/{task_id}/events", headers=headers)
+    )
+    await until(lambda: services.notifications.watched == 1)
+    await model.drain()
+    response = await stream
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(response.text)
+    kinds = [event["event"] for event in events]
+    assert kinds == ["pending", "running", "progress", "progress", "succeeded"], kinds
+    ids = [int(event["id"]) for event in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    documents = [json.loads(event["data"]) for event in events]
+    assert documents[2]["progress"] == {"fraction": 0.5, "message": "halfway"}
+    assert documents[-1]["result"] == {"text": "streamed", "replica": ""}
+    assert documents[-1]["status"] == "succeeded"
+
+
+async def test_sse_of_a_finished_task__one_event_and_resume_after_it(gateway, user, deploy):
+    headers = await user()
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    task_id = await submit(gateway, headers, name, {"text": "done"})
+    await model.drain()
+    events = parse_events(
+        (await gateway.get(f"/models/{name}/tasks/{task_id}/events", headers=headers)).text
+    )
+    assert [e["event"] for e in events] == ["succeeded"]
+    resumed = await gateway.get(
+        f"/models/{name}/tasks/{task_id}/events",
+        headers={**headers, "Last-Event-ID": events[0]["id"]},
+    )
+    assert resumed.status_code == 200 and parse_events(resumed.text) == []
+
+
+async def test_sse_and_result_routes__403_404(gateway, user, deploy):
+    owner, other = await user(), await user()
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    task_id = await submit(gateway, owner, name, {"text": "mine"})
+    for path in (f"/models/{name}/tasks/{task_id}/events", f"/models/{name}/result"):
+        params = {} if "events" in path else {"task_id": task_id}
+        forbidden = await gateway.get(path, params=params, headers=other)
+        assert forbidden.status_code == 403 and forbidden.json()["error"] == "forbidden"
+    unknown = await gateway.get(f"/models/{name}/tasks/nope/events", headers=owner)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "task_not_found"
+    wrong_model = await gateway.get(f"/models/other-model/tasks/{task_id}/events", headers=owner)
+    assert wrong_model.status_code == 404
+
+
+async def test_subscriber_connection_killed__no_waiter_stranded(
+    gateway, user, deploy, services, redis
+):
+    headers = await user()
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    ids = [await submit(gateway, headers, name, {"text": f"k{i}"}) for i in range(5)]
+    polls = [
+        asyncio.create_task(
+            gateway.get(
+                f"/models/{name}/result", params={"task_id": i, "wait": 20}, headers=headers
+            )
+        )
+        for i in ids
+    ]
+    await until(lambda: services.notifications.watched == 5)
+    reconnects = services.notifications.reconnects
+    # Kill the subscriber's connection, and finish the tasks while it is down, so their
+    # notifications are lost.
+    assert await kill_subscriber(redis, services.settings.redis_prefix) == 1
+    assert await model.drain() == 5
+    started = time.monotonic()
+    responses = await asyncio.gather(*polls)
+    assert [r.status_code for r in responses] == [200] * 5
+    assert [r.json()["result"]["text"] for r in responses] == [f"k{i}" for i in range(5)]
+    # Woken by the re-read after resubscribing, long before their 20 s deadline.
+    assert time.monotonic() - started < 5
+    assert services.notifications.reconnects > reconnects
