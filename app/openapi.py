@@ -58,10 +58,14 @@ def with_models(
         tag = f"model: {name}"
         tags.append({"name": tag, "description": model.view.description or name})
         spec["paths"][f"/models/{name}/tasks"] = {
-            "post": _submit_operation(model, tag, request_ref)
+            "post": _submit_operation(
+                model, tag, request_ref, _parameters(base, "/models/{name}/tasks", "post")
+            )
         }
         spec["paths"][f"/models/{name}/result"] = {
-            "get": _result_operation(model, tag, response_ref)
+            "get": _result_operation(
+                model, tag, response_ref, _parameters(base, "/models/{name}/result", "get")
+            )
         }
     return spec
 
@@ -93,7 +97,16 @@ def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
     return node
 
 
-def _submit_operation(model: LiveModel, tag: str, request_ref: dict[str, Any]) -> dict[str, Any]:
+def _parameters(base: dict[str, Any], path: str, method: str) -> list[dict[str, Any]]:
+    """A generic route's parameters but `{name}`: the same for every model, taken from the
+    route itself so the per-model operation and the route never disagree."""
+    generic = base["paths"][path][method]
+    return [p for p in generic.get("parameters", []) if p["in"] != "path"]
+
+
+def _submit_operation(
+    model: LiveModel, tag: str, request_ref: dict[str, Any], parameters: list[dict[str, Any]]
+) -> dict[str, Any]:
     view = model.view
     return {
         "tags": [tag],
@@ -104,6 +117,7 @@ def _submit_operation(model: LiveModel, tag: str, request_ref: dict[str, Any]) -
         ),
         "operationId": f"submit_{view.name}",
         "security": SECURITY,
+        "parameters": parameters,
         "requestBody": {
             "required": True,
             "content": {
@@ -126,13 +140,18 @@ def _submit_operation(model: LiveModel, tag: str, request_ref: dict[str, Any]) -
             "404": _error("No such live model."),
             "413": _error("Body too large."),
             "415": _error("Neither JSON nor protobuf."),
-            "422": _error("JSON that does not match the request message."),
+            "422": _error(
+                "JSON that does not match the request message, a refused callback URL, or an "
+                "Idempotency-Key used before with another request."
+            ),
             "503": _error("Broker, store or model unavailable; retry later."),
         },
     }
 
 
-def _result_operation(model: LiveModel, tag: str, response_ref: dict[str, Any]) -> dict[str, Any]:
+def _result_operation(
+    model: LiveModel, tag: str, response_ref: dict[str, Any], parameters: list[dict[str, Any]]
+) -> dict[str, Any]:
     view = model.view
     document = {
         "allOf": [
@@ -152,19 +171,10 @@ def _result_operation(model: LiveModel, tag: str, response_ref: dict[str, Any]) 
         ),
         "operationId": f"result_{view.name}",
         "security": SECURITY,
-        "parameters": [
-            {"name": "task_id", "in": "query", "required": True, "schema": {"type": "string"}},
-            {
-                "name": "wait",
-                "in": "query",
-                "required": False,
-                "description": "Seconds to wait for the task to finish (0-30).",
-                "schema": {"type": "number", "minimum": 0, "maximum": 30, "default": 0},
-            },
-        ],
+        "parameters": parameters,
         "responses": {
             "200": {
-                "description": "Done (succeeded or failed).",
+                "description": "Done (succeeded, failed, cancelled or expired).",
                 "content": {
                     "application/json": {
                         "schema": document,

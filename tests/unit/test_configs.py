@@ -39,6 +39,8 @@ def test_every_autoscaled_model_in_serve_config_keeps_the_backlog_policy():
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     amqp_url = config["x-env"]["env_vars"]["APP_AMQP_URL"]
     for app in config["applications"]:
+        if app["name"] == "gateway":
+            continue  # Serve's own policy on ongoing requests
         for deployment in app.get("deployments", []):
             autoscaling = deployment.get("autoscaling_config")
             if autoscaling is None:
@@ -47,3 +49,13 @@ def test_every_autoscaled_model_in_serve_config_keeps_the_backlog_policy():
             assert policy["policy_function"].endswith(":QueueBacklogPolicy"), app["name"]
             assert policy["policy_kwargs"]["queue"] == deployment["name"]
             assert policy["policy_kwargs"]["amqp_url"] == amqp_url
+
+
+def test_gateway_holds_idle_waiters_and_autoscales_with_serves_policy():
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    gateway = next(a for a in config["applications"] if a["name"] == "gateway")
+    deployments = {d["name"]: d for d in gateway["deployments"]}
+    assert deployments["gateway"]["max_ongoing_requests"] >= 1000
+    autoscaling = deployments["gateway"]["autoscaling_config"]
+    assert autoscaling["min_replicas"] >= 1 and "policy" not in autoscaling
+    assert deployments["webhooks"]["num_replicas"] >= 1
