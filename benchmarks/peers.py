@@ -38,6 +38,37 @@ def plain_serve_app(max_ongoing_requests: int) -> serve.Application:
     return deployment.bind()
 
 
+two_hop = FastAPI()
+
+
+@serve.deployment(name="plain-model", ray_actor_options={"num_cpus": 0})
+class PlainModel:
+    """The second hop: answers with what it got."""
+
+    async def __call__(self, body: dict[str, object]) -> dict[str, object]:
+        return {"text": body.get("text")}
+
+
+@serve.deployment(
+    name="plain-ingress", max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0}
+)
+@serve.ingress(two_hop)
+class PlainIngress:
+    """HTTP → this FastAPI ingress → a handle call to `PlainModel` → back: Serve's two hops."""
+
+    def __init__(self, model: serve.handle.DeploymentHandle) -> None:
+        self.model = model
+
+    @two_hop.post("/echo")
+    async def echo(self, body: dict[str, object]) -> dict[str, object]:
+        result: dict[str, object] = await self.model.remote(body)
+        return result
+
+
+def plain_two_hop_app() -> serve.Application:
+    return PlainIngress.bind(PlainModel.bind())
+
+
 def _done_span(stamps: list[float]) -> float:
     return max(stamps) - min(stamps) if len(stamps) > 1 else float("nan")
 

@@ -24,6 +24,7 @@ from app.core.lifecycle import (
     ERROR_NOT_ACCEPTED,
     FINAL_STATES,
     NO_RECORD,
+    TRANSITIONS,
     TaskRecord,
     TaskStatus,
     allowed_sources,
@@ -89,6 +90,24 @@ event['status'] = status
 event['seq'] = seq
 redis.call('PUBLISH', KEYS[2], cjson.encode(event))
 return {{1, status, seq, pending_hook(status)}}
+"""
+
+# A submitted task: `pending` from no record (the one transition TRANSITIONS allows into it
+# besides a retry), published like every write, and indexed for its owner, in one round trip.
+# KEYS: task hash, change channel, owner's index, owner's index of the model.
+# ARGV: ttl, created_at (the index score), task id, oldest score kept, then field/value pairs.
+assert NO_RECORD in TRANSITIONS[TaskStatus.PENDING]  # noqa: S101 - what the script assumes
+_CREATE = f"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'status', '{TaskStatus.PENDING}', 'seq', 1, unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[2], cjson.encode({{seq = 1, status = '{TaskStatus.PENDING}'}}))
+for i = 3, 4 do
+  redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[4])
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+end
+return 1
 """
 
 # KEYS: task hash, its change channel, the model's cancel channel. ARGV: ttl, now, task id.
@@ -216,6 +235,7 @@ class ResultStore:
         self.redis = redis
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self._create = LuaScript(_CREATE)
         self._transition = LuaScript(_TRANSITION)
         self._request_cancel = LuaScript(_REQUEST_CANCEL)
         self._update_if_exists = LuaScript(_UPDATE_IF_EXISTS)
@@ -303,26 +323,23 @@ class ResultStore:
 
     async def create_pending(self, tasks: list[PendingTask]) -> None:
         """Record submitted tasks as `pending` (before they are published) and index them
-        per owner: one round trip for the records, one for the indexes."""
-        await asyncio.gather(
-            *(self._write(t.task_id, TaskStatus.PENDING, t.fields()) for t in tasks)
-        )
-        oldest = now() - self.ttl_s
-        keys = {self.user_index(t.owner) for t in tasks} | {
-            self.user_index(t.owner, t.model) for t in tasks
-        }
-        with store_errors():
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for task in tasks:
-                    for key in (
-                        self.user_index(task.owner),
-                        self.user_index(task.owner, task.model),
-                    ):
-                        pipe.zadd(key, {task.task_id: task.created_at})
-                for key in keys:
-                    pipe.zremrangebyscore(key, "-inf", f"({oldest!r}")
-                    pipe.expire(key, self.ttl_s)
-                await pipe.execute()
+        per owner; the writes of one submit go to Redis as one pipeline."""
+        oldest = repr(now() - self.ttl_s)
+
+        async def create(task: PendingTask) -> None:
+            args: list[Any] = [self.ttl_s, repr(task.created_at), task.task_id, oldest]
+            for name, value in task.fields().items():
+                args.extend((name, _text(value)))
+            keys = [
+                self.key(task.task_id),
+                self.events_channel(task.task_id),
+                self.user_index(task.owner),
+                self.user_index(task.owner, task.model),
+            ]
+            with store_errors():
+                await self._batch.call(self._create, keys, args)
+
+        await asyncio.gather(*(create(task) for task in tasks))
 
     async def start(
         self, task_id: str, *, attempt: int, model: str, owner: str, created_at: float

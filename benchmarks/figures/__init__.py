@@ -1,0 +1,1 @@
+"""One module per benchmark figure; each has `run(ctx) -> list[Row]` and `NOTES`."""
