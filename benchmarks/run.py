@@ -105,11 +105,13 @@ def write_report(
 ) -> None:
     previous = _previous_sections(path)
     cpu = platform.processor() or platform.machine()
+    flags = (" --quick" if args.quick else "") + (
+        " --only " + " ".join(args.only) if args.only else ""
+    )
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m benchmarks.run"
-        f"{' --quick' if args.quick else ''}{' --only ' + ' '.join(args.only) if args.only else ''}`"
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m benchmarks.run{flags}`"
         f" in {elapsed / 60:.1f} min; every peer in the same run as its figure.",
         f"Machine: {os.cpu_count()} cores ({cpu}), "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}; "
