@@ -14,6 +14,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
 
+from protos.validation import MessageValidator
+
 
 def descriptor_set(*message_classes: type[Message]) -> bytes:
     """Serialize the files defining `message_classes` and all their imports, dependencies first."""
@@ -49,10 +51,12 @@ def fingerprint(request_cls: type[Message], response_cls: type[Message]) -> str:
 
 @dataclass(frozen=True)
 class MessageTypes:
-    """The request and response classes of one model, rebuilt from its descriptors."""
+    """The request and response classes of one model, rebuilt from its descriptors, and the
+    validator of request bodies given as JSON."""
 
     request: type[Message]
     response: type[Message]
+    request_validator: MessageValidator
 
     @classmethod
     def from_descriptor_set(
@@ -68,7 +72,9 @@ class MessageTypes:
         pool = descriptor_pool.DescriptorPool()
         for file_proto in fds.file:
             pool.Add(file_proto)
+        request = message_factory.GetMessageClass(pool.FindMessageTypeByName(request_name))
         return cls(
-            request=message_factory.GetMessageClass(pool.FindMessageTypeByName(request_name)),
+            request=request,
             response=message_factory.GetMessageClass(pool.FindMessageTypeByName(response_name)),
+            request_validator=MessageValidator(request.DESCRIPTOR),
         )

@@ -1,10 +1,15 @@
 """JSON Schema (OpenAPI 3.1 dialect) and default-filled examples from protobuf descriptors.
 
-Follows the proto3 JSON mapping as `protos.codec` writes it: field names as in the .proto
-(parsers also accept lowerCamelCase), 64-bit integers as strings, bytes as base64 strings,
-enums by name, floats also as "NaN"/"Infinity"/"-Infinity", maps as objects, well-known
-types in their special forms. Every message becomes a named component so recursive messages
-are expressed with `$ref`.
+The schema is the contract: the gateway validates every JSON body against it
+(`protos.validation`) before converting it, so it says exactly what is accepted. Within the
+proto3 JSON mapping that means: field names as in the .proto or in lowerCamelCase (not both),
+`null` for any field (its default), no other property; 32-bit integers as JSON integers,
+64-bit integers as strings or JSON integers, in range; floats as numbers (in float32 range
+for `float`: json_format refuses its own rendering of float32's very largest values,
+3.4028235e+38, so the schema stops just below it) or "NaN"/"Infinity"/"-Infinity"; bytes as
+base64 (standard or URL-safe, padding optional); enums by name; maps as objects whose keys match
+the key type; well-known types in their special forms. Every message becomes a named
+component so recursive messages are expressed with `$ref`.
 """
 
 from __future__ import annotations
@@ -20,22 +25,80 @@ INT64_TYPES = {FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64}
 UINT64_TYPES = {FD.TYPE_UINT64, FD.TYPE_FIXED64}
 FLOAT_TYPES = {FD.TYPE_FLOAT, FD.TYPE_DOUBLE}
 
+_SPECIAL_FLOATS = {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}
+_FLOAT32_MAX = 3.4028234663852886e38
 _FLOAT_SCHEMA: dict[str, Any] = {
-    "anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]
+    "anyOf": [
+        {"type": "number", "minimum": -_FLOAT32_MAX, "maximum": _FLOAT32_MAX},
+        _SPECIAL_FLOATS,
+    ]
 }
-_INT64_SCHEMA = {"type": "string", "format": "int64", "pattern": r"^-?[0-9]+$"}
-_UINT64_SCHEMA = {"type": "string", "format": "uint64", "pattern": r"^[0-9]+$"}
+_DOUBLE_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "number"}, _SPECIAL_FLOATS]}
+
+
+def digits_up_to(bound: int) -> str:
+    """A regex (no anchors) for the decimal numbers 0..`bound`, as written without sign."""
+    text = str(bound)
+    options = [f"[0-9]{{1,{len(text) - 1}}}"] if len(text) > 1 else []
+    for i, digit in enumerate(text):
+        if digit != "0":
+            rest = len(text) - i - 1
+            options.append(
+                text[:i] + f"[0-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else "")
+            )
+    options.append(text)
+    return "(?:" + "|".join(options) + ")"
+
+
+def integer_text(minimum: int, maximum: int) -> str:
+    """An anchored regex for the integers minimum..maximum written as text."""
+    positive = digits_up_to(maximum)
+    if minimum >= 0:
+        return f"^{positive}$"
+    return f"^(?:{positive}|-{digits_up_to(-minimum)})$"
+
+
+INT32_RANGE = (-(2**31), 2**31 - 1)
+UINT32_RANGE = (0, 2**32 - 1)
+INT64_RANGE = (-(2**63), 2**63 - 1)
+UINT64_RANGE = (0, 2**64 - 1)
+# 64-bit integers travel as strings (JSON numbers lose precision past 2**53); JSON integers in
+# range are accepted too.
+_INT64_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "int64", "pattern": integer_text(*INT64_RANGE)},
+        {"type": "integer", "minimum": INT64_RANGE[0], "maximum": INT64_RANGE[1]},
+    ]
+}
+_UINT64_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "uint64", "pattern": integer_text(*UINT64_RANGE)},
+        {"type": "integer", "minimum": UINT64_RANGE[0], "maximum": UINT64_RANGE[1]},
+    ]
+}
+# Groups of four base64 characters, the last one short (2 or 3) with optional padding.
+_B64 = "[A-Za-z0-9+/_-]"
+BASE64_PATTERN = rf"^(?:{_B64}{{4}})*(?:{_B64}{{2}}(?:==)?|{_B64}{{3}}=?)?$"
+_BYTES_SCHEMA = {
+    "type": "string",
+    "format": "byte",
+    "contentEncoding": "base64",
+    "pattern": BASE64_PATTERN,
+}
 
 _WRAPPERS = {
-    "google.protobuf.DoubleValue": (_FLOAT_SCHEMA, 0.0),
+    "google.protobuf.DoubleValue": (_DOUBLE_SCHEMA, 0.0),
     "google.protobuf.FloatValue": (_FLOAT_SCHEMA, 0.0),
     "google.protobuf.Int64Value": (_INT64_SCHEMA, "0"),
     "google.protobuf.UInt64Value": (_UINT64_SCHEMA, "0"),
     "google.protobuf.Int32Value": ({"type": "integer", "format": "int32"}, 0),
-    "google.protobuf.UInt32Value": ({"type": "integer", "format": "int64", "minimum": 0}, 0),
+    "google.protobuf.UInt32Value": (
+        {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1},
+        0,
+    ),
     "google.protobuf.BoolValue": ({"type": "boolean"}, False),
     "google.protobuf.StringValue": ({"type": "string"}, ""),
-    "google.protobuf.BytesValue": ({"type": "string", "format": "byte"}, ""),
+    "google.protobuf.BytesValue": (_BYTES_SCHEMA, ""),
 }
 # Well-known types with a special JSON form: (schema, example).
 _SPECIAL: dict[str, tuple[dict[str, Any], Any]] = {
@@ -105,29 +168,59 @@ def _real_oneofs(descriptor: Descriptor) -> list[Any]:
     ]
 
 
+def _names(field: FieldDescriptor) -> list[str]:
+    """The JSON names a field may be given under: as in the .proto, and lowerCamelCase."""
+    return [field.name] if field.json_name == field.name else [field.name, field.json_name]
+
+
 def _collect(descriptor: Descriptor, schemas: dict[str, dict[str, Any]]) -> None:
     name = component_name(descriptor)
     if name in schemas or descriptor.full_name in _SPECIAL:
         return
     schemas[name] = {}  # placeholder first: recursion stops here
     properties: dict[str, Any] = {}
+    constraints: list[dict[str, Any]] = []
     for field in descriptor.fields:
-        properties[field.name] = _field_schema(field, schemas)
-    schema: dict[str, Any] = {"type": "object", "properties": properties, "title": descriptor.name}
-    constraints = []
+        field_schema = _nullable(_field_schema(field, schemas))
+        names = _names(field)
+        properties[field.name] = field_schema
+        if len(names) == 2:
+            properties[field.json_name] = {
+                **field_schema,
+                "description": f"Another spelling of `{field.name}` (give one of them).",
+            }
+            constraints.append({"not": {"required": names}})
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "title": descriptor.name,
+    }
     for oneof in _real_oneofs(descriptor):
-        names = [field.name for field in oneof.fields]
-        for i, first in enumerate(names):
-            for second in names[i + 1 :]:
-                constraints.append({"not": {"required": [first, second]}})
+        members = [_names(field) for field in oneof.fields]
+        for i, first in enumerate(members):
+            for second in members[i + 1 :]:
+                constraints += [{"not": {"required": [a, b]}} for a in first for b in second]
     if constraints:
         schema["allOf"] = constraints
+    if _real_oneofs(descriptor):
         groups = ", ".join(
             f"{oneof.name} ({' | '.join(f.name for f in oneof.fields)})"
             for oneof in _real_oneofs(descriptor)
         )
         schema["description"] = f"Set at most one field of each oneof: {groups}."
     schemas[name] = schema
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` or null: proto3 JSON reads null as the field's default."""
+    kind = schema.get("type")
+    combined = {"anyOf", "$ref", "allOf", "oneOf"} & schema.keys()
+    if kind == "null" or (kind is None and not combined):
+        return schema  # null is already allowed (NullValue, or any JSON value)
+    if isinstance(kind, str) and not combined:
+        return {**schema, "type": [kind, "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _scalar_schema(field: FieldDescriptor, schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -140,12 +233,19 @@ def _scalar_schema(field: FieldDescriptor, schemas: dict[str, dict[str, Any]]) -
         if enum.full_name == "google.protobuf.NullValue":
             return {"type": "null"}
         return {"type": "string", "enum": [value.name for value in enum.values]}
-    if kind in FLOAT_TYPES:
-        return dict(_FLOAT_SCHEMA, format="float" if kind == FD.TYPE_FLOAT else "double")
+    if kind == FD.TYPE_FLOAT:
+        return dict(_FLOAT_SCHEMA, format="float")
+    if kind == FD.TYPE_DOUBLE:
+        return dict(_DOUBLE_SCHEMA, format="double")
     if kind in INT32_TYPES:
-        return {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+        return {
+            "type": "integer",
+            "format": "int32",
+            "minimum": INT32_RANGE[0],
+            "maximum": INT32_RANGE[1],
+        }
     if kind in UINT32_TYPES:
-        return {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**32 - 1}
+        return {"type": "integer", "format": "int64", "minimum": 0, "maximum": UINT32_RANGE[1]}
     if kind in INT64_TYPES:
         return dict(_INT64_SCHEMA)
     if kind in UINT64_TYPES:
@@ -153,7 +253,7 @@ def _scalar_schema(field: FieldDescriptor, schemas: dict[str, dict[str, Any]]) -
     if kind == FD.TYPE_BOOL:
         return {"type": "boolean"}
     if kind == FD.TYPE_BYTES:
-        return {"type": "string", "format": "byte", "contentEncoding": "base64"}
+        return dict(_BYTES_SCHEMA)
     return {"type": "string"}
 
 
@@ -174,8 +274,10 @@ def _field_schema(field: FieldDescriptor, schemas: dict[str, dict[str, Any]]) ->
 
 # JSON object keys are strings; integer and bool map keys are written as their text.
 _MAP_KEY_PATTERNS = {
-    **dict.fromkeys(INT32_TYPES | INT64_TYPES, r"^-?[0-9]+$"),
-    **dict.fromkeys(UINT32_TYPES | UINT64_TYPES, r"^[0-9]+$"),
+    **dict.fromkeys(INT32_TYPES, integer_text(*INT32_RANGE)),
+    **dict.fromkeys(UINT32_TYPES, integer_text(*UINT32_RANGE)),
+    **dict.fromkeys(INT64_TYPES, integer_text(*INT64_RANGE)),
+    **dict.fromkeys(UINT64_TYPES, integer_text(*UINT64_RANGE)),
     FD.TYPE_BOOL: r"^(true|false)$",
 }
 _MAP_KEY_EXAMPLES = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -19,6 +18,7 @@ from protos.codec import (
     message_from_json,
 )
 from protos.task_pb2 import Batch
+from protos.validation import MessageValidator
 
 PROTOBUF_TYPES = {PROTOBUF_CONTENT_TYPE, "application/protobuf", "application/octet-stream"}
 JSON_TYPES = {"application/json", ""}
@@ -48,7 +48,12 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def decode_request(body: bytes, content_type: str, message_cls: type[Message]) -> Message:
+def decode_request(
+    body: bytes,
+    content_type: str,
+    message_cls: type[Message],
+    validator: MessageValidator | None = None,
+) -> Message:
     """Turn a task body into the model's request message.
 
     Raises:
@@ -63,7 +68,7 @@ def decode_request(body: bytes, content_type: str, message_cls: type[Message]) -
             raise BadRequest(str(exc)) from exc
     if content_type in JSON_TYPES or content_type.endswith("+json"):
         try:
-            return message_from_json(body, message_cls)
+            return message_from_json(body, message_cls, validator)
         except DecodeFailed as exc:
             raise BadRequest(str(exc)) from exc
         except JsonMismatch as exc:
@@ -74,7 +79,12 @@ def decode_request(body: bytes, content_type: str, message_cls: type[Message]) -
 
 
 def decode_batch(
-    body: bytes, content_type: str, message_cls: type[Message], *, max_items: int
+    body: bytes,
+    content_type: str,
+    message_cls: type[Message],
+    validator: MessageValidator | None = None,
+    *,
+    max_items: int,
 ) -> list[Message]:
     """Turn a batch body into request messages: a JSON array of them, or a `platform.Batch`.
 
@@ -89,7 +99,10 @@ def decode_batch(
             items: list[Any] = list(message_from_bytes(body, Batch).requests)  # type: ignore[attr-defined]
         except DecodeFailed as exc:
             raise BadRequest(str(exc)) from exc
-        parse: Callable[[Any, type[Message]], Message] = message_from_bytes
+
+        def parse(item: Any, cls: type[Message]) -> Message:
+            return message_from_bytes(item, cls)
+
     elif content_type in JSON_TYPES or content_type.endswith("+json"):
         try:
             items = json.loads(body)
@@ -97,7 +110,9 @@ def decode_batch(
             raise BadRequest(f"body is not valid JSON: {exc}") from exc
         if not isinstance(items, list):
             raise InvalidInput("a batch is a JSON array of request messages")
-        parse = message_from_dict
+
+        def parse(item: Any, cls: type[Message]) -> Message:
+            return message_from_dict(item, cls, validator)
     else:
         raise UnsupportedMediaType(
             f"send application/json or {PROTOBUF_CONTENT_TYPE}, not {content_type!r}"

@@ -13,6 +13,7 @@ from protos.codec import (
 )
 from protos.example_pb2 import ExampleModelRequest, File
 from protos.iris_pb2 import IrisResponse
+from protos.validation import MessageValidator
 
 
 def test_json_roundtrip_with_bytes_as_base64():
@@ -47,7 +48,9 @@ def test_defaults_are_written_out():
 )
 def test_bad_json__explains(body, error, mentions):
     with pytest.raises(error, match=mentions):
-        message_from_json(body, ExampleModelRequest)
+        message_from_json(
+            body, ExampleModelRequest, MessageValidator(ExampleModelRequest.DESCRIPTOR)
+        )
 
 
 def test_bad_protobuf__decode_failed():

@@ -23,7 +23,7 @@ BAD_CREDENTIALS = "wrong login or password"
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=error_responses(409, 422, 503),
+    responses=error_responses(400, 409, 422, 503),
 )
 async def register(credentials: Credentials, services: ServicesDep) -> UserOut:
     """Create a user account; the login must be unused."""
@@ -31,6 +31,11 @@ async def register(credentials: Credentials, services: ServicesDep) -> UserOut:
     if not await services.users.create(credentials.login, password_hash):
         raise Conflict(f"login {credentials.login!r} is taken")
     return UserOut(login=credentials.login)
+
+
+# Rules that only say whether such an account could exist: breaking them at login is a 401,
+# like a wrong password, not a hint about the rules.
+_ACCOUNT_RULES = {"string_too_short", "string_too_long", "string_pattern_mismatch"}
 
 
 async def _read_credentials(request: Request) -> Credentials:
@@ -41,28 +46,31 @@ async def _read_credentials(request: Request) -> Credentials:
             content_type.startswith("multipart/form-data")
         ):
             form = await request.form()
-            data = {"login": form.get("username"), "password": form.get("password")}
+            data: object = {"login": form.get("username"), "password": form.get("password")}
         else:
             data = await request.json()
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             "body must be JSON {login, password} or an OAuth2 password form"
         ) from exc
     if not isinstance(data, dict):
         raise InvalidInput("body must be a JSON object {login, password}")
     try:
-        return Credentials.model_validate(
-            {"login": data.get("login") or data.get("username"), "password": data.get("password")}
-        )
+        return Credentials.model_validate(data)
     except ValidationError as exc:
-        # Length and pattern rules only tell whether such an account could exist at all.
-        raise Unauthorized(BAD_CREDENTIALS) from exc
+        if {error["type"] for error in exc.errors()} <= _ACCOUNT_RULES:
+            raise Unauthorized(BAD_CREDENTIALS) from exc
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise InvalidInput(problems) from exc
 
 
 @router.post(
     "/login",
     response_model=TokenOut,
-    responses=error_responses(401, 422, 429, 503),
+    responses=error_responses(400, 401, 422, 429, 503),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -54,7 +54,9 @@ async def submit_task(
     """Queue a task for a model; the body is its request message as JSON or protobuf."""
     model = await services.catalog.get(name)
     body = await read_capped(request, services.settings.max_body_bytes)
-    message = decode_request(body, media_type(request), model.types.request)
+    message = decode_request(
+        body, media_type(request), model.types.request, model.types.request_validator
+    )
     [task_id] = await services.submitter.submit(
         model=name,
         owner=user,
@@ -89,6 +91,7 @@ async def submit_batch(
         body,
         media_type(request),
         model.types.request,
+        model.types.request_validator,
         max_items=services.settings.max_batch_tasks,
     )
     task_ids = await services.submitter.submit(
