@@ -63,7 +63,14 @@ class Services:
             store=store,
             users=UserStore(store.redis, prefix=settings.redis_prefix),
             publisher=publisher,
-            catalog=ModelCatalog(registry, ttl_s=settings.model_cache_ttl_s),
+            # Instances re-register every ping interval: a restarted registry knows them all
+            # again within one; three leave room for a slow one.
+            catalog=ModelCatalog(
+                registry,
+                ttl_s=settings.model_cache_ttl_s,
+                grace_s=3 * settings.ping_interval_s,
+                stale_s=max(60.0, 6 * settings.ping_interval_s),
+            ),
             registry=registry,
             metrics=metrics,
             notifications=TaskNotifications(

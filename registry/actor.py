@@ -25,7 +25,7 @@ class RegistryActor:
     """Tracks live model instances; run as a named, detached Ray actor (see `client`)."""
 
     def __init__(self, ping_interval_s: float, ping_timeout_s: float) -> None:
-        self._state = RegistryState()
+        self._state = RegistryState(now=time.time())
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
         self._pinger: asyncio.Task[None] | None = None
@@ -59,7 +59,7 @@ class RegistryActor:
 
     async def snapshot(self) -> Snapshot:
         self._ensure_pinger()
-        return self._state.snapshot()
+        return self._state.snapshot(now=time.time())
 
     async def report_metrics(self, source: str, metrics: MetricsSnapshot) -> None:
         """Latest metrics of a process that is not a model instance (a gateway replica)."""

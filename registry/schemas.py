@@ -68,7 +68,14 @@ class ModelView:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The registry's live models, with a version that changes whenever the set changes."""
+    """The registry's live models, with a version that changes whenever the set changes.
+
+    `incarnation` names this registry's life (a restarted registry starts empty, with a new
+    one) and `age_s` how long it has lived: a young, new incarnation does not know yet every
+    instance, which re-registers within one ping interval.
+    """
 
     version: int
     models: tuple[ModelView, ...]
+    incarnation: str = ""
+    age_s: float = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from registry.schemas import (
     InstanceInfo,
@@ -25,9 +26,11 @@ class RegistryState:
     and replaces the stored descriptors: the newest instance to register describes the model.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now: float = 0.0) -> None:
         self._models: dict[str, ModelRecord] = {}
         self._version = 0
+        self.incarnation = uuid.uuid4().hex
+        self._started_at = now
 
     @property
     def version(self) -> int:
@@ -132,8 +135,10 @@ class RegistryState:
             self.logout(name, instance_id)
         return dropped
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, now: float = 0.0) -> Snapshot:
         return Snapshot(
+            incarnation=self.incarnation,
+            age_s=max(0.0, now - self._started_at),
             version=self._version,
             models=tuple(
                 ModelView(

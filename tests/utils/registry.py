@@ -12,7 +12,7 @@ from registry.state import RegistryState
 
 class LocalRegistry:
     def __init__(self) -> None:
-        self.state = RegistryState()
+        self.state = RegistryState(now=time.time())
         self.sources = SourceTable()
 
     async def register(
@@ -33,4 +33,4 @@ class LocalRegistry:
         return self.sources.merged()
 
     async def snapshot(self) -> Snapshot:
-        return self.state.snapshot()
+        return self.state.snapshot(now=time.time())
