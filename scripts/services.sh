@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
-# Makes sure the local Redis and RabbitMQ answer, starting them if they are installed but down.
+# Makes sure Redis (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672) answer. A service already
+# answering is left alone. One that does not is started, after being installed with the system
+# package manager if missing (Debian/Ubuntu, as root; otherwise this says what to run).
+# Redis started here keeps its data (user accounts) in .data/redis with append-only
+# persistence (scripts/redis.conf).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+missing=()
+if ! port_open 6379 && ! command -v redis-server >/dev/null; then missing+=(redis-server); fi
+if ! port_open 5672 && ! command -v rabbitmq-server >/dev/null; then missing+=(rabbitmq-server); fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "Not installed: ${missing[*]}. Install with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
 if ! port_open 6379; then
-  echo "starting Redis"
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  echo "starting Redis (data in .data/redis)"
+  mkdir -p .data/redis
+  redis-server scripts/redis.conf --daemonize yes --bind 127.0.0.1 -::1 --port 6379 \
+    --dir "$ROOT/.data/redis" --logfile "$ROOT/.data/redis/redis.log"
 fi
 if ! port_open 5672; then
   echo "starting RabbitMQ"
   rabbitmq-server -detached
 fi
-for _ in $(seq 1 60); do
+for _ in $(seq 1 90); do
   if port_open 6379 && port_open 5672; then exit 0; fi
   sleep 1
 done
