@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,9 @@ from registry.client import Registry, RegistryUnavailable
 
 logger = logging.getLogger(__name__)
 
+# Python's defaults are (700, 10, 10).
+GC_THRESHOLDS = (1000, 10, 1000)
+
 DESCRIPTION = """Submit tasks to machine-learning models and fetch their results.
 
 1. `POST /register`, then `POST /login` (or the **Authorize** button) for a bearer token.
@@ -37,6 +41,19 @@ DESCRIPTION = """Submit tasks to machine-learning models and fetch their results
    200; `GET /models/{name}/tasks/{task_id}/events` streams every change (server-sent events);
    a `callback_url` on the submit gets the final document POSTed to it.
 """
+
+
+def quiet_garbage_collector() -> None:
+    """Keep full garbage collections from stalling a replica that holds many requests.
+
+    A gateway replica holding thousands of waiting requests has millions of live objects, and
+    a full (generation 2) collection walked all of them in 0.1-0.75 s, finding almost nothing,
+    while every request on the replica waited. Objects made at start-up are frozen out of
+    collections, and full collections run less often (cyclic garbage is still collected).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
 
 
 def create_app(*, settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
@@ -53,6 +70,7 @@ def create_app(*, settings: Settings | None = None, registry: Registry | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The middleware and the services record into the same recorder.
+        quiet_garbage_collector()
         services = Services.open(settings, registry, metrics=recorder)
         app.state.services = services
         services.start()

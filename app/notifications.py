@@ -34,6 +34,8 @@ RECONNECT_DELAY_S = 0.5
 # How long a read on the subscriber connection may block before the loop looks around (health
 # checks run then, so a half-open connection is noticed).
 READ_SLICE_S = 1.0
+# How many times the I/O timeout a connected subscriber may take to confirm a subscription.
+SUBSCRIBE_WAIT_FACTOR = 6
 
 
 class _Topic:
@@ -116,6 +118,7 @@ class TaskNotifications:
         self._commands = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self.reconnects = 0
+        self._closing = False
         # Told when a deadline this hub watched made a task `expired` (webhooks, metrics).
         self.on_expired: Callable[[str, str, Transition], Awaitable[None]] | None = None
 
@@ -123,6 +126,7 @@ class TaskNotifications:
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
 
     async def close(self) -> None:
+        self._closing = True
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -131,6 +135,16 @@ class TaskNotifications:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         await self._redis.aclose()
+
+    def current(self, task_id: str) -> TaskRecord | None:
+        """The record of a task somebody here already waits on (kept current by its
+        notifications), so another waiter need not read it from Redis."""
+        topic = self._topics.get(task_id)
+        if topic is None or not topic.ready.done() or topic.ready.exception() is not None:
+            return None
+        if not topic.subscribed.done() or not self._connected.is_set():
+            return None
+        return topic.record
 
     @property
     def watched(self) -> int:
@@ -171,10 +185,13 @@ class TaskNotifications:
 
     async def _open(self, topic: _Topic) -> None:
         try:
+            # Down is down: a waiter hears 503 at once. Connected but slow to confirm (a busy
+            # event loop under a flood of arriving waiters) is waited for longer.
             async with asyncio.timeout(self._timeout_s):
                 await self._connected.wait()
-                async with self._commands:
-                    await self._pubsub.subscribe(topic.channel)
+            async with self._commands:
+                await self._pubsub.subscribe(topic.channel)
+            async with asyncio.timeout(SUBSCRIBE_WAIT_FACTOR * self._timeout_s):
                 await asyncio.shield(topic.subscribed)
         except (TimeoutError, RedisError, OSError) as exc:
             raise StoreError(f"cannot subscribe to task changes: {exc!r}") from exc
@@ -287,12 +304,15 @@ class TaskNotifications:
     # ---- the subscriber connection ---------------------------------------------------
 
     async def _read_forever(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the connection dropped: reconnect, resubscribe, re-read
+                if self._closing or _cancelling():
+                    # redis-py may turn a cancelled read into a connection error.
+                    raise asyncio.CancelledError from exc
                 logger.warning("task notifications: connection lost (%r); reconnecting", exc)
             self._connected.clear()
             if self._pubsub is not None:
@@ -315,7 +335,9 @@ class TaskNotifications:
             await pubsub.subscribe(*(topic.channel for topic in resubscribing))
             self.reconnects += 1
         self._connected.set()
-        while True:
+        # Checked each slice: on Python 3.11 a cancel landing as a read times out can come
+        # back as a plain timeout, so the flag, not the cancellation, ends this loop.
+        while not self._closing:
             message = await pubsub.get_message(timeout=READ_SLICE_S)
             if message is None:
                 continue
@@ -330,3 +352,8 @@ class TaskNotifications:
                     if subscribed.ready.done():
                         # Resubscribed after a reconnect: whatever happened meanwhile is read.
                         self._reload(subscribed)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import Request, Response, status
-from fastapi.responses import JSONResponse
 
 from app.core.errors import Forbidden, TaskNotFound
 from app.core.lifecycle import TaskRecord
@@ -22,7 +21,8 @@ async def load_owned(services: Services, task_id: str, model: str, user: str) ->
         TaskNotFound: unknown, expired from the store, or another model's task.
         Forbidden: another user's task.
     """
-    record = await services.store.get(task_id)
+    # A task others here wait on is known already (and kept current): no need to read it.
+    record = services.notifications.current(task_id) or await services.store.get(task_id)
     if record is None or record.model != model:
         hours = services.settings.result_ttl_s / 3600
         raise TaskNotFound(
@@ -47,7 +47,8 @@ def task_response(record: TaskRecord, request: Request) -> Response:
         and PROTOBUF_CONTENT_TYPE in request.headers.get("accept", "")
     ):
         return Response(content=record.result, media_type=PROTOBUF_CONTENT_TYPE)
-    return JSONResponse(
-        record.document().model_dump(mode="json"),
+    return Response(
+        content=record.document_json,
+        media_type="application/json",
         status_code=status.HTTP_200_OK if final else status.HTTP_202_ACCEPTED,
     )

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -228,6 +229,11 @@ class TaskRecord:
             and deadline is not None
             and now >= deadline
         )
+
+    @cached_property
+    def document_json(self) -> bytes:
+        """The document as JSON, made once per record however many waiters send it."""
+        return self.document().model_dump_json().encode()
 
     def document(self) -> TaskDocument:
         """The public document of this task."""

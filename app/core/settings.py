@@ -41,8 +41,10 @@ class Settings(BaseSettings):
     connect_retry_delay_s: float = Field(default=1.0, ge=0)
     # Bound on any single broker or store operation made while serving an HTTP request.
     io_timeout_s: float = Field(default=5.0, gt=0)
-    # Redis connections one process keeps at most; more concurrent commands wait for one.
+    # Redis connections one process keeps at most; more concurrent commands wait for one, up
+    # to `redis_connection_wait_s` (a command, once sent, is bounded by `io_timeout_s`).
     redis_max_connections: int = Field(default=64, ge=2, le=10_000)
+    redis_connection_wait_s: float = Field(default=30.0, gt=0)
 
     # Registry: how often it pings every instance, and how long an answer may take.
     ping_interval_s: float = Field(default=10.0, gt=0)

@@ -243,14 +243,23 @@ class ResultStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, prefix: str, ttl_s: int, timeout_s: float, max_connections: int = 64
+        cls,
+        url: str,
+        *,
+        prefix: str,
+        ttl_s: int,
+        timeout_s: float,
+        max_connections: int = 64,
+        connection_wait_s: float | None = None,
     ) -> ResultStore:
-        # A blocking pool: a burst of requests beyond `max_connections` waits (up to
-        # `timeout_s`) for a connection instead of failing with "too many connections".
+        # A blocking pool: a burst of requests beyond `max_connections` waits for a connection
+        # instead of failing with "too many connections". The wait is bounded separately from
+        # a command's own timeout: under a flood, a free connection can take longer to come
+        # than a healthy Redis takes to answer.
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=timeout_s,
+            timeout=connection_wait_s or timeout_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             health_check_interval=30,
@@ -266,6 +275,7 @@ class ResultStore:
             ttl_s=settings.result_ttl_s,
             timeout_s=settings.io_timeout_s,
             max_connections=settings.redis_max_connections,
+            connection_wait_s=settings.redis_connection_wait_s,
         )
 
     # ---- names ----------------------------------------------------------------------

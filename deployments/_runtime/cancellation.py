@@ -29,11 +29,13 @@ class CancelListener:
         self._channel = channel
         self._on_cancel = on_cancel
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._listen_forever())
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -41,11 +43,12 @@ class CancelListener:
         await self._redis.aclose()
 
     async def _listen_forever(self) -> None:
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
-                while True:
+                # The flag, not only the cancellation, ends the loop (see app.notifications).
+                while not self._closing:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":
                         data = message["data"]
@@ -53,6 +56,10 @@ class CancelListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if self._closing or (task is not None and task.cancelling()):
+                    # redis-py may turn a cancelled read into a connection error.
+                    raise asyncio.CancelledError from exc
                 logger.warning("cancel channel %s: %r; reconnecting", self._channel, exc)
             finally:
                 with contextlib.suppress(Exception):

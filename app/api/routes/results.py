@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -69,8 +68,7 @@ def _event(record: TaskRecord, previous: TaskRecord | None) -> str:
         if previous is not None and status is TaskStatus.RUNNING and previous.status is status
         else status.value
     )
-    data = json.dumps(record.document().model_dump(mode="json"), separators=(",", ":"))
-    return f"id: {record.seq}\nevent: {kind}\ndata: {data}\n\n"
+    return f"id: {record.seq}\nevent: {kind}\ndata: {record.document_json.decode()}\n\n"
 
 
 @router.get(
