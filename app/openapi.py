@@ -42,13 +42,24 @@ def base_openapi(app: FastAPI) -> dict[str, Any]:
     )
 
 
+# Generic routes whose body depends on the model: each live model documents its own
+# operation instead (with its message schema), and the generic one leaves the document.
+PER_MODEL_ONLY = ("/models/{name}/tasks", "/models/{name}/batches")
+
+
 def with_models(
-    base: dict[str, Any], models: list[LiveModel], root_path: str = ""
+    base: dict[str, Any], models: list[LiveModel], root_path: str = "", max_batch: int = 1000
 ) -> dict[str, Any]:
-    """`base` plus, for every live model, its submit and result operations and schemas."""
+    """`base` plus, for every live model, its submit, batch and result operations and its
+    message schemas."""
     spec = copy.deepcopy(base)
     if root_path:
         spec["servers"] = [{"url": root_path}]
+    submit_parameters = _parameters(base, "/models/{name}/tasks", "post")
+    batch_parameters = _parameters(base, "/models/{name}/batches", "post")
+    result_parameters = _parameters(base, "/models/{name}/result", "get")
+    for path in PER_MODEL_ONLY:
+        spec["paths"].pop(path, None)
     components = spec.setdefault("components", {}).setdefault("schemas", {})
     tags = spec.setdefault("tags", [])
     for model in sorted(models, key=lambda m: m.view.name):
@@ -58,14 +69,13 @@ def with_models(
         tag = f"model: {name}"
         tags.append({"name": tag, "description": model.view.description or name})
         spec["paths"][f"/models/{name}/tasks"] = {
-            "post": _submit_operation(
-                model, tag, request_ref, _parameters(base, "/models/{name}/tasks", "post")
-            )
+            "post": _submit_operation(model, tag, request_ref, submit_parameters)
+        }
+        spec["paths"][f"/models/{name}/batches"] = {
+            "post": _batch_operation(model, tag, request_ref, batch_parameters, max_batch)
         }
         spec["paths"][f"/models/{name}/result"] = {
-            "get": _result_operation(
-                model, tag, response_ref, _parameters(base, "/models/{name}/result", "get")
-            )
+            "get": _result_operation(model, tag, response_ref, result_parameters)
         }
     return spec
 
@@ -104,27 +114,45 @@ def _parameters(base: dict[str, Any], path: str, method: str) -> list[dict[str, 
     return [p for p in generic.get("parameters", []) if p["in"] != "path"]
 
 
-def _submit_operation(
-    model: LiveModel, tag: str, request_ref: dict[str, Any], parameters: list[dict[str, Any]]
+_QUEUE_ERRORS = {
+    "400": _error("Not valid JSON, or not valid protobuf."),
+    "401": _error("Missing or invalid bearer token."),
+    "403": _error("The callback URL's host is not on the webhook allow-list."),
+    "404": _error("No such live model."),
+    "413": _error("Body too large."),
+    "415": _error("Neither JSON nor protobuf."),
+    "422": _error(
+        "JSON that does not match the request message (the detail names the field, and in a "
+        "batch the item), or an Idempotency-Key used before with another request."
+    ),
+    "503": _error("Broker, store or model unavailable; nothing was queued; retry later."),
+}
+
+
+def _queue_operation(
+    model: LiveModel,
+    tag: str,
+    *,
+    kind: str,
+    summary: str,
+    body: str,
+    schema: dict[str, Any],
+    body_example: Any,
+    accepted: str,
+    parameters: list[dict[str, Any]],
 ) -> dict[str, Any]:
     view = model.view
     return {
         "tags": [tag],
-        "summary": f"Submit a task to {view.name}",
-        "description": (
-            f"{view.description}\n\nBody: `{view.request_type}` as JSON (proto3 JSON mapping, "
-            f"bytes as base64) or as protobuf bytes with `Content-Type: {PROTOBUF_CONTENT_TYPE}`."
-        ),
-        "operationId": f"submit_{view.name}",
+        "summary": summary,
+        "description": f"{view.description}\n\n{body}",
+        "operationId": f"{kind}_{view.name}",
         "security": SECURITY,
         "parameters": parameters,
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": request_ref,
-                    "example": example(_descriptor(model.types.request)),
-                },
+                "application/json": {"schema": schema, "example": body_example},
                 PROTOBUF_CONTENT_TYPE: {"schema": _BINARY},
             },
         },
@@ -132,21 +160,57 @@ def _submit_operation(
             "202": {
                 "description": "Queued.",
                 "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/TaskAccepted"}}
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{accepted}"}}
                 },
             },
-            "400": _error("Not valid JSON, or not valid protobuf."),
-            "401": _error("Missing or invalid bearer token."),
-            "404": _error("No such live model."),
-            "413": _error("Body too large."),
-            "415": _error("Neither JSON nor protobuf."),
-            "422": _error(
-                "JSON that does not match the request message, a refused callback URL, or an "
-                "Idempotency-Key used before with another request."
-            ),
-            "503": _error("Broker, store or model unavailable; retry later."),
+            **_QUEUE_ERRORS,
         },
     }
+
+
+def _submit_operation(
+    model: LiveModel, tag: str, request_ref: dict[str, Any], parameters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    view = model.view
+    return _queue_operation(
+        model,
+        tag,
+        kind="submit",
+        summary=f"Submit a task to {view.name}",
+        body=(
+            f"Body: `{view.request_type}` as JSON (proto3 JSON mapping, bytes as base64) or as "
+            f"protobuf bytes with `Content-Type: {PROTOBUF_CONTENT_TYPE}`."
+        ),
+        schema=request_ref,
+        body_example=example(_descriptor(model.types.request)),
+        accepted="TaskAccepted",
+        parameters=parameters,
+    )
+
+
+def _batch_operation(
+    model: LiveModel,
+    tag: str,
+    request_ref: dict[str, Any],
+    parameters: list[dict[str, Any]],
+    max_batch: int,
+) -> dict[str, Any]:
+    view = model.view
+    return _queue_operation(
+        model,
+        tag,
+        kind="batch",
+        summary=f"Submit many tasks to {view.name}, all or none",
+        body=(
+            f"Body: a JSON array of `{view.request_type}` messages, or a `platform.Batch` "
+            f"protobuf (`repeated bytes requests`) with `Content-Type: {PROTOBUF_CONTENT_TYPE}`. "
+            "The task ids come back in order."
+        ),
+        schema={"type": "array", "items": request_ref, "minItems": 1, "maxItems": max_batch},
+        body_example=[example(_descriptor(model.types.request))],
+        accepted="BatchAccepted",
+        parameters=parameters,
+    )
 
 
 def _result_operation(

@@ -43,6 +43,10 @@ class RegistryActor:
         self._ensure_pinger()
         now = time.time()
         added = self._state.register(model, instance, now)
+        if instance.ping_interval_s > 0:
+            self._ping_interval_s = instance.ping_interval_s
+        if instance.ping_timeout_s > 0:
+            self._ping_timeout_s = instance.ping_timeout_s
         if metrics is not None:
             self._metrics.report(instance.instance_id, metrics, now)
         if added:

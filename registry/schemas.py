@@ -35,6 +35,10 @@ class InstanceInfo:
     # Name of the replica's Ray actor in the "serve" namespace, used to ping it; empty for
     # an instance outside Serve, which then stays alive only by re-registering in time.
     actor_name: str = ""
+    # The ping interval and timeout this instance was configured with (APP_PING_INTERVAL_S,
+    # APP_PING_TIMEOUT_S): the registry, which outlives redeploys, follows the latest.
+    ping_interval_s: float = 0.0
+    ping_timeout_s: float = 0.0
 
 
 @dataclass

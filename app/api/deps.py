@@ -7,9 +7,14 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.core.errors import InvalidInput, Unauthorized
+from app.core.errors import CallbackNotAllowed, InvalidInput, Unauthorized
 from app.core.security import login_from_token
-from app.core.webhooks import CallbackRefused, check_callback_url
+from app.core.webhooks import (
+    CALLBACK_URL_PATTERN,
+    CallbackInvalid,
+    CallbackRefused,
+    check_callback_url,
+)
 from app.services import Services
 from app.submission import SubmitOptions
 
@@ -51,8 +56,9 @@ async def submit_options(
         str | None,
         Query(
             max_length=2048,
+            pattern=CALLBACK_URL_PATTERN,
             description="POST the task's final document here (http or https, signed with "
-            "HMAC-SHA256; see the README). The host must be on the webhook allow-list.",
+            "HMAC-SHA256; see the README). A host off the webhook allow-list is a 403.",
         ),
     ] = None,
     deadline_s: Annotated[
@@ -80,8 +86,10 @@ async def submit_options(
     if callback_url is not None:
         try:
             check_callback_url(callback_url, services.settings.webhook_allowed_hosts)
-        except CallbackRefused as exc:
+        except CallbackInvalid as exc:
             raise InvalidInput(str(exc)) from exc
+        except CallbackRefused as exc:
+            raise CallbackNotAllowed(str(exc)) from exc
     return SubmitOptions(
         callback_url=callback_url, deadline_s=deadline_s, idempotency_key=idempotency_key
     )

@@ -45,6 +45,12 @@ class Forbidden(AppError):
     code = "forbidden"
 
 
+class CallbackNotAllowed(Forbidden):
+    """A callback URL whose host the webhook allow-list does not cover."""
+
+    code = "callback_not_allowed"
+
+
 class ModelNotFound(AppError):
     status_code = 404
     code = "model_not_found"

@@ -14,11 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from protos.json_schema import digits_up_to
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
 DELIVERY_HEADER = "X-Webhook-Delivery"
@@ -28,7 +31,20 @@ _LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal")
 
 
 class CallbackRefused(ValueError):
-    """A callback URL the platform will not call."""
+    """A well-formed callback URL whose host the allow-list does not cover."""
+
+
+class CallbackInvalid(ValueError):
+    """Not a usable http(s) URL at all."""
+
+
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# What the submit routes document for `callback_url`: any string it matches is parsed without
+# error; whether its host is allowed is configuration (403 when it is not).
+CALLBACK_URL_PATTERN = (
+    rf"^https?://{_LABEL}(?:\.{_LABEL})*"
+    rf"(?::{digits_up_to(65535)})?(?:[/?#][\x21-\x7e]*)?$"
+)
 
 
 def sign(secret: bytes, body: bytes, timestamp: int) -> str:
@@ -78,20 +94,21 @@ def check_callback_url(url: str, allowed: Sequence[str]) -> str:
     covers such a host.
 
     Raises:
-        CallbackRefused: not http(s), no host, or a host the allow-list does not cover.
+        CallbackInvalid: not an http(s) URL with a host.
+        CallbackRefused: a host the allow-list does not cover.
     """
     if len(url) > MAX_URL_CHARS:
-        raise CallbackRefused(f"callback_url is longer than {MAX_URL_CHARS} characters")
+        raise CallbackInvalid(f"callback_url is longer than {MAX_URL_CHARS} characters")
+    if not re.match(CALLBACK_URL_PATTERN, url):
+        raise CallbackInvalid("callback_url must be an http or https URL with a host name")
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower().rstrip(".")
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise CallbackRefused(f"callback_url is not a valid URL: {exc}") from exc
-    if parts.scheme not in ("http", "https"):
-        raise CallbackRefused("callback_url must be an http or https URL")
+        raise CallbackInvalid(f"callback_url is not a valid URL: {exc}") from exc
     if not host:
-        raise CallbackRefused("callback_url has no host")
+        raise CallbackInvalid("callback_url has no host")
     if _listed(host, allowed):
         return url
     if "*" in allowed and not host.endswith(_LOCAL_NAMES) and host != "localhost":

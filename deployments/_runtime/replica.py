@@ -77,6 +77,8 @@ class ModelReplica:
         instance = InstanceInfo(
             instance_id=context.replica_id.unique_id,
             actor_name=context.replica_id.to_full_id_str(),
+            ping_interval_s=settings.ping_interval_s,
+            ping_timeout_s=settings.ping_timeout_s,
         )
         # The model's own constructor may be slow (loading or training): it runs first so a
         # replica registers only once it can answer.

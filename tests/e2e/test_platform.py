@@ -142,6 +142,25 @@ def test_killed_replica__dropped_within_two_intervals_model_stays(http, auth, de
     assert name in listed(http, headers)
 
 
+def _registry_incarnation() -> str:
+    import asyncio
+
+    from app.core.settings import get_settings
+    from registry.client import RayRegistry
+
+    settings = get_settings()
+    registry = RayRegistry(
+        name=settings.registry_name,
+        namespace=settings.registry_namespace,
+        ping_interval_s=settings.ping_interval_s,
+        ping_timeout_s=settings.ping_timeout_s,
+    )
+    try:
+        return asyncio.run(registry.snapshot()).incarnation
+    except Exception:  # restarting
+        return ""
+
+
 def test_registry_restart__heals_within_two_intervals(http, auth, deploy_model):
     import ray
 
@@ -150,9 +169,58 @@ def test_registry_restart__heals_within_two_intervals(http, auth, deploy_model):
     headers = auth()
     name = deploy_model(Echo)
     settings = get_settings()
+    before = _registry_incarnation()
+    assert before
     registry = ray.get_actor(settings.registry_name, namespace=settings.registry_namespace)
-    ray.kill(registry, no_restart=False)  # restarts empty
+    ray.kill(registry, no_restart=False)  # Ray restarts it, empty
+    # Really restarted: a new registry life, which at first knows no model.
+    wait_for(lambda: _registry_incarnation() not in ("", before), timeout=30)
     wait_for(lambda: name in listed(http, headers), timeout=2 * PING_INTERVAL_S + 10)
+
+
+def test_registry_killed_while_submitting__never_404(http, auth, deploy_model):
+    import threading
+
+    import ray
+
+    from app.core.settings import get_settings
+
+    headers = auth()
+    name = deploy_model(Echo)
+    settings = get_settings()
+    statuses: list[int] = []
+    missing_retry_after = 0
+    stop = threading.Event()
+
+    def stream() -> None:
+        nonlocal missing_retry_after
+        while not stop.is_set():
+            response = http.post(f"/models/{name}/tasks", json={"text": "x"}, headers=headers)
+            statuses.append(response.status_code)
+            if response.status_code == 503 and "Retry-After" not in response.headers:
+                missing_retry_after += 1
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        wait_for(lambda: len(statuses) > 20)
+        before = _registry_incarnation()
+        ray.kill(
+            ray.get_actor(settings.registry_name, namespace=settings.registry_namespace),
+            no_restart=False,
+        )
+        wait_for(lambda: _registry_incarnation() not in ("", before), timeout=30)
+        restarted_at = len(statuses)
+        # Keep submitting through the new registry's first intervals, until it knows echo.
+        wait_for(lambda: name in listed(http, headers), timeout=2 * PING_INTERVAL_S + 10)
+        wait_for(lambda: len(statuses) > restarted_at + 20)
+    finally:
+        stop.set()
+        thread.join()
+    assert 404 not in statuses, statuses.count(404)
+    assert set(statuses) <= {202, 503}, set(statuses)
+    assert missing_retry_after == 0
+    assert statuses[-1] == 202
 
 
 @pytest.mark.parametrize("endpoint", ["/health/live", "/health/ready", "/metrics", "/docs"])

@@ -290,3 +290,33 @@ async def test_every_third_task_raising__failed_after_attempts_in_dlq_others_suc
             assert document["status"] == "succeeded"
             assert document["result"]["text"] == f"t{i}"
     assert await model.queue_length(model.names.dead_letter, expect=3) == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"sepal_length": True},  # json_format alone takes a bool for a number
+        {"sepal_length": "1.5"},  # and a numeric string
+        {"sepal_length": 5.0, "sepalLength": 6.0},  # and both spellings of one field
+    ],
+)
+async def test_json_the_schema_refuses_is_refused_even_if_json_format_would_take_it(
+    gateway, user, deploy, body
+):
+    headers = await user()
+    model = await deploy(Iris())
+    name = model.consumer.spec.name
+    for path, payload in ((f"/models/{name}/tasks", body), (f"/models/{name}/batches", [body])):
+        response = await gateway.post(path, json=payload, headers=headers)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"] == "invalid_input"
+    assert await model.queue_length(model.names.work) == 0
+
+
+async def test_json_the_schema_accepts_is_accepted(gateway, user, deploy):
+    headers = await user()
+    model = await deploy(Iris())
+    name = model.consumer.spec.name
+    body = {"sepalLength": 5.1, "sepal_width": None, "petal_length": "NaN", "petalWidth": 1}
+    response = await gateway.post(f"/models/{name}/tasks", json=body, headers=headers)
+    assert response.status_code == 202, response.text

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from app.core.webhooks import (
+    CallbackInvalid,
     CallbackRefused,
     check_callback_url,
     must_check_addresses,
@@ -36,23 +37,29 @@ def test_allowed_callbacks(url, allowed):
     ("url", "allowed", "why"),
     [
         ("ftp://example.com/x", ["*"], "http or https"),
-        ("http:///nohost", ["*"], "no host"),
+        ("http:///nohost", ["*"], "http or https"),
         ("http://127.0.0.1/x", ["*"], "not allowed"),
         ("http://10.1.2.3/x", ["*"], "not allowed"),
-        ("http://[::1]/x", ["*"], "not allowed"),
+        ("http://[::1]/x", ["*"], "http or https"),
         ("http://169.254.169.254/latest", ["*"], "not allowed"),
         ("http://localhost/x", ["*"], "not allowed"),
         ("http://db.internal/x", ["*"], "not allowed"),
         ("https://evil.example.com/x", ["hooks.example.com"], "not allowed"),
         ("https://example.org.evil.com/x", ["*.example.org"], "not allowed"),
         ("https://hooks.example.com/x", [], "not allowed"),
-        ("http://example.com:99999/x", ["*"], "not a valid URL"),
+        ("http://example.com:99999/x", ["*"], "http or https"),
         ("http://example.com/" + "x" * 3000, ["*"], "longer than"),
     ],
 )
 def test_refused_callbacks(url, allowed, why):
-    with pytest.raises(CallbackRefused, match=why):
+    with pytest.raises((CallbackRefused, CallbackInvalid), match=why):
         check_callback_url(url, allowed)
+
+
+@pytest.mark.parametrize("url", ["ftp://x/y", "http:///nohost", "http://x:70000/", "not a url"])
+def test_malformed_callbacks_are_invalid_not_refused(url):
+    with pytest.raises(CallbackInvalid):
+        check_callback_url(url, ["*"])
 
 
 def test_only_hosts_allowed_by_the_wildcard_have_their_addresses_checked():

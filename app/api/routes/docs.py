@@ -36,7 +36,12 @@ async def openapi(request: Request, services: ServicesDep) -> JSONResponse:
             base = state.openapi_base = base_openapi(request.app)
         cache = state.openapi_cache = {
             "key": key,
-            "spec": with_models(base, await services.catalog.live(), root_path),
+            "spec": with_models(
+                base,
+                await services.catalog.live(),
+                root_path,
+                max_batch=services.settings.max_batch_tasks,
+            ),
         }
     return JSONResponse(cache["spec"])
 

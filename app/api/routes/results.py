@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -14,7 +12,6 @@ from app.api.deps import CurrentUser, ServicesDep
 from app.api.owned import load_owned, task_response
 from app.api.routes.tasks import ModelName, TaskId
 from app.api.schemas import TaskPage, error_responses
-from app.core.errors import InvalidInput
 from app.core.lifecycle import TaskDocument, TaskRecord, TaskStatus
 from app.core.metrics import EVENT_STREAMS, LONG_POLL_WAITERS
 from app.notifications import Watch
@@ -80,7 +77,27 @@ def _event(record: TaskRecord, previous: TaskRecord | None) -> str:
             "running, progress, succeeded, failed, cancelled or expired; data: the task "
             "document; id: the change's sequence number), ending after the final state. "
             "Comments keep an idle stream alive.",
-            "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+            "content": {
+                EVENT_STREAM: {
+                    # Each event, as a client library hands it over.
+                    "schema": {
+                        "type": "object",
+                        "required": ["id", "event", "data"],
+                        "properties": {
+                            "id": {"type": "string", "pattern": "^[0-9]+$"},
+                            "event": {
+                                "type": "string",
+                                "enum": [*(s.value for s in TaskStatus), "progress"],
+                            },
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": {"$ref": "#/components/schemas/TaskDocument"},
+                            },
+                        },
+                    }
+                }
+            },
         },
         **error_responses(401, 403, 404, 422, 503),
     },
@@ -91,8 +108,12 @@ async def task_events(
     user: CurrentUser,
     services: ServicesDep,
     last_event_id: Annotated[
-        int | None,
-        Header(alias="Last-Event-ID", ge=0, description="Resume after this event id."),
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=64,
+            description="Resume after this event id (what is not a number starts over).",
+        ),
     ] = None,
 ) -> StreamingResponse:
     """Follow a task's state changes as server-sent events until it is done."""
@@ -101,12 +122,11 @@ async def task_events(
     # Subscribed before the answer starts, so a dead Redis is a 503, not a broken stream.
     watch = await watching.__aenter__()
     services.metrics.inc(EVENT_STREAMS, amount=1)
+    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
 
     async def stream() -> AsyncIterator[str]:
         try:
-            async for chunk in _changes(
-                watch, last_event_id or 0, services.settings.sse_keepalive_s
-            ):
+            async for chunk in _changes(watch, resume, services.settings.sse_keepalive_s):
                 yield chunk
         finally:
             services.metrics.inc(EVENT_STREAMS, amount=-1)
@@ -137,16 +157,18 @@ async def _changes(watch: Watch, sent: int, keepalive_s: float) -> AsyncIterator
         sent, record = change.seq, change
 
 
+# A cursor is a position in the caller's list, "<creation time>:<task id>": any string of that
+# form names a position, so none that matches the documented pattern is refused.
+CURSOR_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,9})?:[0-9A-Za-z-]{1,64}$"
+
+
 def _cursor(position: tuple[float, str]) -> str:
-    return base64.urlsafe_b64encode(f"{position[0]!r}|{position[1]}".encode()).decode()
+    return f"{position[0]:.6f}:{position[1]}"
 
 
 def _position(cursor: str) -> tuple[float, str]:
-    try:
-        score, task_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return float(score), task_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor is not one this server gave out") from exc
+    score, task_id = cursor.split(":", 1)
+    return float(score), task_id
 
 
 @router.get("/tasks", response_model=TaskPage, responses=error_responses(401, 422, 503))
@@ -156,7 +178,10 @@ async def list_tasks(
     model: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
     status: Annotated[TaskStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page."),
+    ] = None,
 ) -> TaskPage:
     """Your tasks, newest first, optionally of one model or in one status; paged."""
     position = _position(cursor) if cursor else None
