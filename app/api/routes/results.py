@@ -159,11 +159,12 @@ async def _changes(watch: Watch, sent: int, keepalive_s: float) -> AsyncIterator
 
 # A cursor is a position in the caller's list, "<creation time>:<task id>": any string of that
 # form names a position, so none that matches the documented pattern is refused.
-CURSOR_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,9})?:[0-9A-Za-z-]{1,64}$"
+CURSOR_PATTERN = r"^[0-9]{1,12}(\.[0-9]{1,17})?:[0-9A-Za-z-]{1,64}$"
 
 
 def _cursor(position: tuple[float, str]) -> str:
-    return f"{position[0]:.6f}:{position[1]}"
+    # The exact score (repr round-trips a float): a rounded one would repeat or skip entries.
+    return f"{position[0]!r}:{position[1]}"
 
 
 def _position(cursor: str) -> tuple[float, str]:
