@@ -15,13 +15,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.middleware import MetricsMiddleware
-from app.api.routes import auth, docs, health, models, results, tasks
+from app.api.routes import auth, docs, health, infer, models, oip, results, tasks
+from app.api.routes.oip import oip_error_body
 from app.core.broker import BrokerError
 from app.core.errors import AppError, Unavailable
 from app.core.logging import configure_logging
 from app.core.metrics import MetricsRecorder
 from app.core.settings import Settings, get_settings
 from app.core.store import StoreError
+from app.inference import Replicas
 from app.services import Services
 from registry.client import Registry, RegistryUnavailable
 
@@ -56,12 +58,18 @@ def quiet_garbage_collector() -> None:
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
 
 
-def create_app(*, settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
+def create_app(
+    *,
+    settings: Settings | None = None,
+    registry: Registry | None = None,
+    replicas: Replicas | None = None,
+) -> FastAPI:
     """Build the gateway app.
 
     Args:
         settings: defaults to `get_settings()` (the environment).
         registry: defaults to the detached registry actor; tests pass an in-process one.
+        replicas: how synchronous calls reach models; defaults to Serve handles.
     """
     configure_logging()
     settings = settings or get_settings()
@@ -71,7 +79,7 @@ def create_app(*, settings: Settings | None = None, registry: Registry | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The middleware and the services record into the same recorder.
         quiet_garbage_collector()
-        services = Services.open(settings, registry, metrics=recorder)
+        services = Services.open(settings, registry, metrics=recorder, replicas=replicas)
         app.state.services = services
         services.start()
         try:
@@ -90,7 +98,16 @@ def create_app(*, settings: Settings | None = None, registry: Registry | None = 
         redoc_url=None,
         openapi_url=None,
     )
-    routers = (auth.router, models.router, tasks.router, results.router, health.router, docs.router)
+    routers = (
+        auth.router,
+        models.router,
+        tasks.router,
+        results.router,
+        infer.router,
+        oip.router,
+        health.router,
+        docs.router,
+    )
     for router in routers:
         app.include_router(router)
     docs.mount_assets(app)
@@ -143,6 +160,9 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500 and not isinstance(exc, AppError) or status == 500:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         detail = "internal error"
+    route = getattr(request.scope.get("route"), "path", "")
+    if route.startswith("/v2"):  # the Open Inference Protocol's own error shape
+        return JSONResponse(oip_error_body(detail), status_code=status, headers=headers)
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 

@@ -44,7 +44,7 @@ def base_openapi(app: FastAPI) -> dict[str, Any]:
 
 # Generic routes whose body depends on the model: each live model documents its own
 # operation instead (with its message schema), and the generic one leaves the document.
-PER_MODEL_ONLY = ("/models/{name}/tasks", "/models/{name}/batches")
+PER_MODEL_ONLY = ("/models/{name}/tasks", "/models/{name}/batches", "/models/{name}/infer")
 
 
 def with_models(
@@ -76,6 +76,9 @@ def with_models(
         }
         spec["paths"][f"/models/{name}/result"] = {
             "get": _result_operation(model, tag, response_ref, result_parameters)
+        }
+        spec["paths"][f"/models/{name}/infer"] = {
+            "post": _infer_operation(model, tag, request_ref, response_ref)
         }
     return spec
 
@@ -211,6 +214,57 @@ def _batch_operation(
         accepted="BatchAccepted",
         parameters=parameters,
     )
+
+
+def _infer_operation(
+    model: LiveModel, tag: str, request_ref: dict[str, Any], response_ref: dict[str, Any]
+) -> dict[str, Any]:
+    view = model.view
+    return {
+        "tags": [tag],
+        "summary": f"Call {view.name} and get its answer now",
+        "description": (
+            f"{view.description}\n\nBody: `{view.request_type}` (JSON or protobuf, as for a "
+            f"task). Answer: `{view.response_type}` as JSON, or its protobuf bytes with "
+            f"`Accept: {PROTOBUF_CONTENT_TYPE}`. No task is recorded."
+        ),
+        "operationId": f"infer_{view.name}",
+        "security": SECURITY,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": request_ref,
+                    "example": example(_descriptor(model.types.request)),
+                },
+                PROTOBUF_CONTENT_TYPE: {"schema": _BINARY},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "The model's answer.",
+                "content": {
+                    "application/json": {
+                        "schema": response_ref,
+                        "example": example(_descriptor(model.types.response)),
+                    },
+                    PROTOBUF_CONTENT_TYPE: {"schema": _BINARY},
+                },
+            },
+            "400": _error("Not valid JSON, or not valid protobuf."),
+            "401": _error("Missing or invalid bearer token."),
+            "404": _error("No such live model."),
+            "413": _error("Body too large."),
+            "415": _error("Neither JSON nor protobuf."),
+            "422": _error(
+                "JSON that does not match the request message, or the model refused the "
+                "request (InvalidInput, with its message)."
+            ),
+            "502": _error("The model failed; the detail is its error text."),
+            "503": _error("No live replica, or a dependency is down; retry later."),
+            "504": _error("The model did not answer within its timeout."),
+        },
+    }
 
 
 def _result_operation(

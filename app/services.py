@@ -10,18 +10,52 @@ from dataclasses import dataclass, field
 
 from app.catalog import ModelCatalog
 from app.core.broker import BrokerError, Publisher, QueueMissing
+from app.core.cache import ResultCache
 from app.core.idempotency import IdempotencyKeys
 from app.core.metrics import TASKS_FINISHED, MetricsRecorder
 from app.core.settings import Settings
 from app.core.store import ResultStore, StoreError, Transition
 from app.core.users import UserStore
 from app.core.webhooks import declare_webhook_queues
+from app.inference import ModelCaller, Replicas, ServeReplicas
 from app.notifications import TaskNotifications
 from app.submission import Submitter
 from protos.task_pb2 import WebhookJob
 from registry.client import RayRegistry, Registry, report_metrics_forever
 
 logger = logging.getLogger(__name__)
+
+
+class _WebhookQueue:
+    """Queues webhook deliveries of tasks the gateway itself made final."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, store: ResultStore) -> None:
+        self._settings = settings
+        self._publisher = publisher
+        self._store = store
+
+    async def enqueue(self, task_id: str) -> None:
+        """Queue the delivery of a final task's document to its callback URL."""
+        queue = self._settings.webhook_queue
+        job = WebhookJob(task_id=task_id, attempt=1).SerializeToString()
+        try:
+            try:
+                await self._publisher.publish(queue, job, message_id=task_id)
+            except QueueMissing:
+                await self._publisher.declare(
+                    lambda channel: declare_webhook_queues(
+                        channel, queue, max_attempts=self._settings.webhook_max_attempts
+                    )
+                )
+                await self._publisher.publish(queue, job, message_id=task_id)
+        except BrokerError as exc:
+            logger.error("task %s: its webhook could not be queued: %s", task_id, exc)
+            try:
+                await self._store.update_webhook(
+                    task_id, status="failed", last_error="could not be queued for delivery"
+                )
+            except StoreError:
+                pass
 
 
 @dataclass
@@ -35,6 +69,8 @@ class Services:
     metrics: MetricsRecorder
     notifications: TaskNotifications
     submitter: Submitter
+    caller: ModelCaller
+    webhooks: _WebhookQueue
     # Names this gateway process's metrics in the registry.
     source_id: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -45,6 +81,7 @@ class Services:
         settings: Settings,
         registry: Registry | None = None,
         metrics: MetricsRecorder | None = None,
+        replicas: Replicas | None = None,
     ) -> Services:
         """Create the clients; connections open lazily, so a dependency down at start-up
         only makes `/health/ready` fail until it is back."""
@@ -58,6 +95,17 @@ class Services:
         )
         publisher = Publisher(str(settings.amqp_url), timeout_s=settings.io_timeout_s)
         metrics = metrics or MetricsRecorder()
+        caller = ModelCaller(
+            replicas or ServeReplicas(),
+            ResultCache(
+                store.redis,
+                prefix=settings.redis_prefix,
+                max_entry_bytes=settings.cache_max_entry_bytes,
+            ),
+            metrics,
+            default_timeout_s=settings.infer_timeout_s,
+        )
+        webhooks = _WebhookQueue(settings, publisher, store)
         services = cls(
             settings=settings,
             store=store,
@@ -82,9 +130,13 @@ class Services:
                 IdempotencyKeys(
                     store.redis, prefix=settings.redis_prefix, ttl_s=settings.result_ttl_s
                 ),
+                caller,
                 io_timeout_s=settings.io_timeout_s,
                 metrics=metrics,
+                enqueue_webhook=webhooks.enqueue,
             ),
+            caller=caller,
+            webhooks=webhooks,
         )
         services.notifications.on_expired = services.finished
         return services
@@ -113,27 +165,7 @@ class Services:
             await self.enqueue_webhook(task_id)
 
     async def enqueue_webhook(self, task_id: str) -> None:
-        """Queue the delivery of a final task's document to its callback URL."""
-        queue = self.settings.webhook_queue
-        job = WebhookJob(task_id=task_id, attempt=1).SerializeToString()
-        try:
-            try:
-                await self.publisher.publish(queue, job, message_id=task_id)
-            except QueueMissing:
-                await self.publisher.declare(
-                    lambda channel: declare_webhook_queues(
-                        channel, queue, max_attempts=self.settings.webhook_max_attempts
-                    )
-                )
-                await self.publisher.publish(queue, job, message_id=task_id)
-        except BrokerError as exc:
-            logger.error("task %s: its webhook could not be queued: %s", task_id, exc)
-            try:
-                await self.store.update_webhook(
-                    task_id, status="failed", last_error="could not be queued for delivery"
-                )
-            except StoreError:
-                pass
+        await self.webhooks.enqueue(task_id)
 
     async def close(self) -> None:
         for task in self._background:

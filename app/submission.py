@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from app.core.broker import BrokerError, Publisher, QueueMissing
@@ -21,7 +21,9 @@ from app.core.errors import InvalidInput, ModelUnavailable, Unavailable
 from app.core.idempotency import IdempotencyKeys, KeyReused
 from app.core.metrics import TASKS_SUBMITTED, MetricsRecorder
 from app.core.store import PendingTask, ResultStore, StoreError, now
+from app.inference import ModelCaller
 from protos.task_pb2 import Task
+from registry.schemas import ModelView
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +63,26 @@ def request_digest(model: str, kind: str, payloads: Sequence[bytes], options: Su
 
 
 class Submitter:
-    """Creates, indexes and publishes tasks for the gateway's submit routes."""
+    """Creates, indexes and publishes tasks for the gateway's submit routes.
+
+    A request the model's cache has answered before becomes a task that is `succeeded` at
+    once with that answer, and is not published.
+    """
 
     def __init__(
         self,
         store: ResultStore,
         publisher: Publisher,
         idempotency: IdempotencyKeys,
+        caller: ModelCaller,
         *,
         io_timeout_s: float,
         metrics: MetricsRecorder,
+        enqueue_webhook: Callable[[str], Awaitable[None]],
     ) -> None:
         self._metrics = metrics
+        self._caller = caller
+        self._enqueue_webhook = enqueue_webhook
         self._store = store
         self._publisher = publisher
         self._idempotency = idempotency
@@ -81,7 +91,7 @@ class Submitter:
     async def submit(
         self,
         *,
-        model: str,
+        model: ModelView,
         owner: str,
         payloads: Sequence[bytes],
         options: SubmitOptions,
@@ -94,11 +104,12 @@ class Submitter:
             ModelUnavailable: the model has no queue yet.
             Unavailable: Redis or RabbitMQ could not take the tasks (nothing will run).
         """
-        envelopes = [new_envelope(model=model, owner=owner, payload=p) for p in payloads]
+        name = model.name
+        envelopes = [new_envelope(model=name, owner=owner, payload=p) for p in payloads]
         ids = [envelope.task_id for envelope in envelopes]
         key = options.idempotency_key
         if key is not None:
-            digest = request_digest(model, kind, payloads, options)
+            digest = request_digest(name, kind, payloads, options)
             try:
                 earlier = await self._idempotency.claim(owner, key, digest, ids)
             except KeyReused as exc:
@@ -114,48 +125,59 @@ class Submitter:
                 except StoreError as exc:
                     logger.warning("could not release an idempotency key: %s", exc)
             raise
-        self._metrics.inc(TASKS_SUBMITTED, model, amount=len(ids))
+        self._metrics.inc(TASKS_SUBMITTED, name, amount=len(ids))
         return ids
 
     async def _accept(
-        self, model: str, owner: str, envelopes: list[Task], options: SubmitOptions
+        self, model: ModelView, owner: str, envelopes: list[Task], options: SubmitOptions
     ) -> None:
         submitted = now()
         deadline = submitted + options.deadline_s if options.deadline_s is not None else None
-        pending = [
+        hits = await self._caller.lookup(model, [e.payload for e in envelopes])
+        tasks = [
             PendingTask(
                 task_id=envelope.task_id,
-                model=model,
+                model=model.name,
                 owner=owner,
                 created_at=created_at(envelope),
                 deadline=deadline,
                 webhook_url=options.callback_url,
+                cached=hit,
+                model_version=model.version if hit is not None else None,
             )
-            for envelope in envelopes
+            for envelope, hit in zip(envelopes, hits, strict=True)
         ]
+        queued = [(e, t) for e, t in zip(envelopes, tasks, strict=True) if t.cached is None]
+        answered = [t for t in tasks if t.cached is not None]
         # "pending" is written before the publish, so a fast replica always finds the record.
         async with asyncio.timeout(self._timeout_s):
-            await self._store.create_pending(pending)
+            await self._store.create_pending([t for _, t in queued])
         results = await asyncio.gather(
             *(
                 self._publisher.publish(
-                    model, envelope.SerializeToString(), message_id=envelope.task_id
+                    model.name, envelope.SerializeToString(), message_id=envelope.task_id
                 )
-                for envelope in envelopes
+                for envelope, _ in queued
             ),
             return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]
-        if not failures:
-            return
-        await self._refuse([task.task_id for task in pending])
-        first = failures[0]
-        if isinstance(first, QueueMissing):
-            raise ModelUnavailable(f"model {model!r} has no queue yet") from first
-        if isinstance(first, BrokerError | TimeoutError):
-            logger.warning("broker did not accept a submit: %s", first)
-            raise Unavailable(NOT_ACCEPTED) from first
-        raise first
+        if failures:
+            await self._refuse([task.task_id for _, task in queued])
+            first = failures[0]
+            if isinstance(first, QueueMissing):
+                raise ModelUnavailable(f"model {model.name!r} has no queue yet") from first
+            if isinstance(first, BrokerError | TimeoutError):
+                logger.warning("broker did not accept a submit: %s", first)
+                raise Unavailable(NOT_ACCEPTED) from first
+            raise first
+        # Answered from the cache: created only once the rest is accepted (all or nothing).
+        if answered:
+            async with asyncio.timeout(self._timeout_s):
+                await self._store.create_pending(answered)
+            if options.callback_url:
+                for task in answered:
+                    await self._enqueue_webhook(task.task_id)
 
     async def _refuse(self, task_ids: list[str]) -> None:
         """Mark every task of a submit that was not wholly accepted as failed."""

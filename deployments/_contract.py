@@ -77,6 +77,12 @@ class ModelSettings(BaseModel):
         "`APP_PREFETCH_COUNT`. Use 1 for a model that keeps a CPU busy.",
     )
     num_cpus: float = Field(default=0.5, ge=0, description="CPUs Ray reserves for each replica.")
+    cache_ttl_s: float | None = Field(
+        default=None,
+        ge=1,
+        description="Answer identical requests from a cache for this long (None: no cache). "
+        "Only for models whose answer depends on the request alone.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ModelSettings:
@@ -116,6 +122,8 @@ class ModelSpec:
     response: type[Message]
     description: str
     settings: ModelSettings = ModelSettings()
+    # Shown in /models, task documents and OIP metadata; part of the cache key.
+    version: str = "0"
 
 
 def check_name(name: object) -> None:

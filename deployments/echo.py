@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 
-from deployments.sdk import InvalidInput, build_app, model
+from deployments.sdk import InvalidInput, model, serve_app
 from protos.echo_pb2 import EchoRequest, EchoResponse
 
 MAX_DELAY_MS = 60_000
@@ -37,4 +37,4 @@ class Echo:
         return EchoResponse(text=request.text, replica=self._who)
 
 
-app = build_app(Echo)
+app = serve_app(Echo)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from deployments.sdk import InvalidInput, build_app, model
+from deployments.sdk import InvalidInput, model, serve_app
 from protos.iris_pb2 import IrisRequest, IrisResponse
 
 
@@ -42,4 +42,4 @@ class Iris:
         )
 
 
-app = build_app(Iris)
+app = serve_app(Iris)

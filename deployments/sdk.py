@@ -2,7 +2,7 @@
 
 Example:
     ```python
-    from deployments.sdk import InvalidInput, build_app, model
+    from deployments.sdk import InvalidInput, model, serve_app
     from protos.example_pb2 import ExampleModelRequest, ExampleModelResponse
 
     @model(name="summarizer", request=ExampleModelRequest, response=ExampleModelResponse)
@@ -14,7 +14,7 @@ Example:
                 raise InvalidInput("file.content must not be empty")
             return ExampleModelResponse(summary=...)
 
-    app = build_app(Summarizer)  # what serve_config.yaml's import_path names
+    app = serve_app(Summarizer)  # what serve_config.yaml's import_path names
     ```
 
 The decorated class stays an ordinary class: `await Summarizer().process_request(req)` works in
@@ -50,6 +50,7 @@ __all__ = [
     "build_app",
     "model",
     "report_progress",
+    "serve_app",
     "spec_of",
 ]
 
@@ -65,6 +66,7 @@ def model(
     request: type[Message],
     response: type[Message],
     description: str | None = None,
+    version: str | None = None,
     **settings: Any,
 ) -> Callable[[_T], _T]:
     """Declare a class as a servable model.
@@ -75,6 +77,8 @@ def model(
         request: the protobuf message class `process_request` receives.
         response: the protobuf message class `process_request` returns.
         description: shown in `GET /models` and on Swagger; defaults to the class docstring.
+        version: the model's version, shown in `GET /models`, task documents and OIP metadata;
+            defaults to the class's `__version__`, else "0".
         **settings: defaults of the model's settings, each a field of `ModelSettings`
             (`max_attempts`, `retry_backoff_s`, `timeout_s`, `min_replicas`, `max_replicas`,
             `target_tasks_per_replica`, `downscale_delay_s`, `max_concurrency`, `num_cpus`,
@@ -82,7 +86,8 @@ def model(
 
     Returns:
         A class decorator that validates the class and returns it unchanged but for a
-        `__model_spec__` attribute; `build_app(cls)` makes the Serve application of it.
+        `__model_spec__` attribute; `serve_app(cls)` is what its file exports for
+        `serve_config.yaml`, `build_app(cls)` builds the Serve application in code.
 
     Raises:
         TypeError: the class or an argument is not usable, with what to change.
@@ -127,6 +132,7 @@ def model(
             response=response,
             description=_unwrap(description or inspect.getdoc(cls) or ""),
             settings=model_settings,
+            version=str(version if version is not None else getattr(cls, "__version__", "0")),
         )
         return cls
 
@@ -154,29 +160,61 @@ def _unwrap(text: str) -> str:
     return "\n\n".join(" ".join(p.split()) for p in text.strip().split("\n\n") if p.strip())
 
 
+def serve_app(cls: type) -> Callable[[dict[str, Any]], Application]:
+    """What a model's file exports as `app` (the `import_path` of `serve_config.yaml`).
+
+    Serve calls it with the application's `args` from `serve_config.yaml`, all optional::
+
+        args:
+          init: {max_sentences: 2}        # keyword arguments of the class's constructor
+          settings: {max_replicas: 4}     # @model settings for this environment
+          name: summarizer-long           # serve it under another model name (and queue)
+
+    A key the constructor or the settings do not know stops the deploy with an error that
+    names it. The deployment's `user_config` (in its `deployments:` entry) goes to the model's
+    `reconfigure(self, config)` at start and on every `serve deploy` that changes it, without
+    restarting the replicas.
+
+    Raises:
+        TypeError: `cls` is not decorated with `@model`.
+    """
+    spec_of(cls)  # fail at import, not at deploy
+
+    def app(args: dict[str, Any]) -> Application:
+        from deployments._runtime.replica import application_from_args
+
+        return application_from_args(cls, args)
+
+    app.__name__ = app.__qualname__ = f"serve_app_{cls.__name__}"
+    return app
+
+
 def build_app(
     cls: type,
     *,
     model_name: str | None = None,
     overrides: dict[str, Any] | None = None,
+    init: dict[str, Any] | None = None,
     **deployment_options: Any,
 ) -> Application:
-    """The Ray Serve application running `cls` (what `serve_config.yaml`'s import_path names).
+    """The Ray Serve application running `cls`, built in code (tests, notebooks, scripts).
 
     Args:
         cls: a class decorated with `@model`.
         model_name: serve it under another model name (and queue), e.g. to run one class
             twice with different settings.
-        overrides: `@model` arguments to change for this application only, e.g.
+        overrides: `@model` settings to change for this application only, e.g.
             `{"max_replicas": 8, "max_concurrency": 2}`.
-        **deployment_options: `serve.deployment` options overriding the model's defaults
-            (`serve_config.yaml` can override them again per environment).
+        init: keyword arguments of the class's constructor.
+        **deployment_options: `serve.deployment` options overriding the model's defaults.
 
     Raises:
-        TypeError: `cls` is not decorated with `@model`, or `model_name` or an override is
-            invalid.
+        TypeError: `cls` is not decorated with `@model`, or a name, setting or constructor
+            argument is invalid.
     """
     # Imported here so that defining and unit-testing a model never imports Ray.
     from deployments._runtime.replica import build_application
 
-    return build_application(cls, model_name=model_name, overrides=overrides, **deployment_options)
+    return build_application(
+        cls, model_name=model_name, overrides=overrides, init=init, **deployment_options
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from deployments.sdk import InvalidInput, build_app, model
+from deployments.sdk import InvalidInput, model, serve_app
 from protos.example_pb2 import ExampleModelRequest, ExampleModelResponse
 
 MAX_DOCUMENT_BYTES = 512 * 1024
@@ -21,25 +21,29 @@ def split_sentences(text: str) -> list[str]:
 
 
 def fix_author(author: str) -> str:
-    """'  ada   LOVELACE ' -> 'Ada Lovelace' (keeps particles such as 'van' lowercase)."""
-    particles = {"van", "von", "de", "der", "da", "di", "la", "le", "du"}
-    words = author.split()
-    return " ".join(
-        word.lower() if i and word.lower() in particles else word[:1].upper() + word[1:].lower()
-        for i, word in enumerate(words)
-    )
+    """'  ada   Lovelace ' -> 'ada Lovelace (summarized by AI)': the author's name as given
+    (whitespace tidied), credited with the summary."""
+    return f"{' '.join(author.split())} (summarized by AI)"
 
 
 @model(name="summarizer", request=ExampleModelRequest, response=ExampleModelResponse)
 class Summarizer:
     """Picks the most representative sentences of a document (extractive, TF-IDF ranked) and
-    tidies the author's name."""
+    credits the author."""
 
     def __init__(self, max_sentences: int = 3) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        self._max_sentences = max_sentences
+        self._max_sentences = _sentences(max_sentences)
         self._vectorizer = TfidfVectorizer
+
+    def reconfigure(self, config: dict[str, object]) -> None:
+        """`user_config` from serve_config.yaml: `max_sentences`, changed without a restart."""
+        unknown = set(config) - {"max_sentences"}
+        if unknown:
+            raise ValueError(f"summarizer user_config: unknown key(s) {sorted(unknown)}")
+        if "max_sentences" in config:
+            self._max_sentences = _sentences(config["max_sentences"])
 
     async def process_request(self, request: ExampleModelRequest) -> ExampleModelResponse:
         content = request.file.content
@@ -70,4 +74,10 @@ class Summarizer:
         return " ".join(sentences[i] for i in sorted(ranked))
 
 
-app = build_app(Summarizer)
+def _sentences(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_sentences must be a positive integer, not {value!r}")
+    return value
+
+
+app = serve_app(Summarizer)

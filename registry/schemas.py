@@ -25,6 +25,13 @@ class ModelInfo:
     # listed (accepting tasks) while it has no instance, for as long as that app exists.
     app_name: str = ""
     scale_to_zero: bool = False
+    version: str = "0"
+    # Serve deployment running the model (the gateway calls it by handle for /infer).
+    deployment: str = ""
+    # > 0: identical requests are answered from a cache for this many seconds.
+    cache_ttl_s: float = 0.0
+    # > 0: the longest one model call may take (its `timeout_s`).
+    timeout_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,11 @@ class ModelView:
     instances: int
     # Listed with no instance because it scales to zero: tasks are accepted and wake it.
     dormant: bool = False
+    version: str = "0"
+    app_name: str = ""
+    deployment: str = ""
+    cache_ttl_s: float = 0.0
+    timeout_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,11 @@ class RegistryState:
                     description=record.info.description,
                     instances=len(record.instances),
                     dormant=not record.instances,
+                    version=record.info.version,
+                    app_name=record.info.app_name,
+                    deployment=record.info.deployment,
+                    cache_ttl_s=record.info.cache_ttl_s,
+                    timeout_s=record.info.timeout_s,
                 )
                 for name, record in sorted(self._models.items())
             ),

@@ -44,6 +44,8 @@ class ModelOut(BaseModel):
         description="Tasks waiting in the model's queue (null if RabbitMQ did not answer)."
     )
     description: str
+    version: str = Field(description="The model's version (`@model(version=...)`).")
+    cached: bool = Field(description="Identical requests are answered from a cache.")
 
 
 class TaskAccepted(BaseModel):

@@ -96,6 +96,24 @@ class TooManyRequests(AppError):
     code = "too_many_requests"
 
 
+class ModelFailed(AppError):
+    """A synchronous call in which the model raised (or answered with the wrong type).
+
+    502: the gateway is fine, the model behind it failed; the detail is the model's error
+    text, as a failed task's document carries it.
+    """
+
+    status_code = 502
+    code = "model_error"
+
+
+class ModelTimeout(AppError):
+    """A synchronous call that outlasted the model's `timeout_s` (or APP_INFER_TIMEOUT_S)."""
+
+    status_code = 504
+    code = "model_timeout"
+
+
 class Unavailable(AppError):
     """A dependency (broker, store, registry) cannot be reached right now."""
 

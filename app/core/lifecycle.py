@@ -54,7 +54,8 @@ TRANSITIONS: dict[TaskStatus, frozenset[str]] = {
     # A replica took it; again after a redelivery; a progress report while it runs. A task
     # whose record expired while it waited is recreated from its envelope.
     TaskStatus.RUNNING: frozenset({NO_RECORD, TaskStatus.PENDING, TaskStatus.RUNNING}),
-    TaskStatus.SUCCEEDED: frozenset({TaskStatus.RUNNING}),
+    # A replica's answer; or, from no record, an identical request's cached answer.
+    TaskStatus.SUCCEEDED: frozenset({NO_RECORD, TaskStatus.RUNNING}),
     # The model failed for good; or the submit was not confirmed by the broker (pending).
     TaskStatus.FAILED: frozenset({TaskStatus.PENDING, TaskStatus.RUNNING}),
     TaskStatus.CANCELLED: frozenset({TaskStatus.PENDING, TaskStatus.RUNNING}),
@@ -120,6 +121,12 @@ class TaskState(BaseModel):
     )
     progress: Progress | None = Field(description="The model's last progress report.")
     webhook: WebhookDelivery | None = Field(description="The callback, when one was given.")
+    model_version: str | None = Field(
+        description="Version of the model that took the task (or whose cached answer it got)."
+    )
+    cached: bool = Field(
+        default=False, description="Answered from the model's cache of identical requests."
+    )
 
 
 class TaskDocument(TaskState):
@@ -275,4 +282,6 @@ class TaskRecord:
             "deadline": _iso(self.deadline),
             "progress": progress,
             "webhook": webhook,
+            "model_version": _text(raw, "model_version"),
+            "cached": raw.get("cached") == "1",
         }

@@ -90,6 +90,26 @@ WEBHOOK_DELIVERIES = MetricDef(
     ("outcome",),
 )
 
+INFER_REQUESTS = MetricDef(
+    "app_infer_requests_total",
+    "Synchronous calls (/infer, Open Inference Protocol) by outcome: ok, invalid_input, "
+    "model_error, timeout, bad_request.",
+    "counter",
+    ("model", "outcome"),
+)
+INFER_DURATION = MetricDef(
+    "app_infer_duration_seconds",
+    "Synchronous calls, from request to answer (cache hits included).",
+    "histogram",
+    ("model",),
+)
+CACHE_LOOKUPS = MetricDef(
+    "app_cache_lookups_total",
+    "Lookups in a model's cache of identical requests, by result: hit, miss.",
+    "counter",
+    ("model", "result"),
+)
+
 # Reported by processes as a current value, not a running total: summed over live sources
 # only, never kept for a source that is gone.
 TASKS_IN_FLIGHT = MetricDef(
@@ -113,6 +133,9 @@ SHARED_METRICS = {
         HTTP_LATENCY,
         CANCEL_REQUESTS,
         WEBHOOK_DELIVERIES,
+        INFER_REQUESTS,
+        INFER_DURATION,
+        CACHE_LOOKUPS,
     )
 }
 

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     # keep-alive comment (proxies close silent connections).
     max_wait_s: float = Field(default=30.0, gt=0, le=300)
     sse_keepalive_s: float = Field(default=15.0, gt=0)
+    # Synchronous calls (/infer): how long to wait for the model when it sets no timeout_s.
+    infer_timeout_s: float = Field(default=30.0, gt=0)
+    # Cached answers larger than this (protobuf plus JSON) are not kept.
+    cache_max_entry_bytes: int = Field(default=256 * 1024, ge=1024)
+
     # Shortest interval between two progress writes of one task (more are coalesced).
     progress_interval_s: float = Field(default=0.25, ge=0)
 

@@ -92,16 +92,18 @@ redis.call('PUBLISH', KEYS[2], cjson.encode(event))
 return {{1, status, seq, pending_hook(status)}}
 """
 
-# A submitted task: `pending` from no record (the one transition TRANSITIONS allows into it
-# besides a retry), published like every write, and indexed for its owner, in one round trip.
+# A submitted task, created from no record: `pending`, or at once `succeeded` with a cached
+# answer (the two transitions TRANSITIONS allows from no record at submit), published like
+# every write, and indexed for its owner, in one round trip.
 # KEYS: task hash, change channel, owner's index, owner's index of the model.
-# ARGV: ttl, created_at (the index score), task id, oldest score kept, then field/value pairs.
-assert NO_RECORD in TRANSITIONS[TaskStatus.PENDING]  # noqa: S101 - what the script assumes
-_CREATE = f"""
+# ARGV: ttl, created_at (the index score), task id, oldest score kept, status, then pairs.
+_CREATED = (TaskStatus.PENDING, TaskStatus.SUCCEEDED)
+assert all(NO_RECORD in TRANSITIONS[status] for status in _CREATED)  # noqa: S101
+_CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'status', '{TaskStatus.PENDING}', 'seq', 1, unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'status', ARGV[5], 'seq', 1, unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('PUBLISH', KEYS[2], cjson.encode({{seq = 1, status = '{TaskStatus.PENDING}'}}))
+redis.call('PUBLISH', KEYS[2], cjson.encode({seq = 1, status = ARGV[5]}))
 for i = 3, 4 do
   redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. ARGV[4])
@@ -179,6 +181,14 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class CachedResult:
+    """A model's answer to a request, as stored (see `app.core.cache`)."""
+
+    result: bytes
+    result_json: str
+
+
+@dataclass(frozen=True)
 class PendingTask:
     """A task being submitted."""
 
@@ -188,6 +198,9 @@ class PendingTask:
     created_at: float
     deadline: float | None = None
     webhook_url: str | None = None
+    # An identical request's answer: the task is created succeeded with it.
+    cached: CachedResult | None = None
+    model_version: str | None = None
 
     def fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -196,6 +209,16 @@ class PendingTask:
             "created_at": self.created_at,
             "attempts": 0,
         }
+        if self.model_version is not None:
+            fields["model_version"] = self.model_version
+        if self.cached is not None:
+            fields.update(
+                cached=1,
+                started_at=self.created_at,
+                finished_at=self.created_at,
+                result=self.cached.result,
+                result_json=self.cached.result_json,
+            )
         if self.deadline is not None:
             fields["deadline"] = self.deadline
         if self.webhook_url:
@@ -333,13 +356,21 @@ class ResultStore:
 
     async def create_pending(self, tasks: list[PendingTask]) -> None:
         """Record submitted tasks as `pending` (before they are published) and index them
-        per owner; the writes of one submit go to Redis as one pipeline."""
+        per owner; the writes of one submit go to Redis as one pipeline. A task with a
+        `cached` answer is created `succeeded` instead, and is not to be published."""
         oldest = repr(now() - self.ttl_s)
 
         async def create(task: PendingTask) -> None:
-            args: list[Any] = [self.ttl_s, repr(task.created_at), task.task_id, oldest]
+            status = TaskStatus.SUCCEEDED if task.cached is not None else TaskStatus.PENDING
+            args: list[Any] = [
+                self.ttl_s,
+                repr(task.created_at),
+                task.task_id,
+                oldest,
+                status.value,
+            ]
             for name, value in task.fields().items():
-                args.extend((name, _text(value)))
+                args.extend((name, value if isinstance(value, bytes) else _text(value)))
             keys = [
                 self.key(task.task_id),
                 self.events_channel(task.task_id),
@@ -352,14 +383,21 @@ class ResultStore:
         await asyncio.gather(*(create(task) for task in tasks))
 
     async def start(
-        self, task_id: str, *, attempt: int, model: str, owner: str, created_at: float
+        self,
+        task_id: str,
+        *,
+        attempt: int,
+        model: str,
+        owner: str,
+        created_at: float,
+        version: str = "0",
     ) -> Transition:
         """A replica takes the task: `running`, unless it is final, was cancelled while it
         waited, or is past its deadline (then `cancelled` or `expired`, and not to be run)."""
         return await self._write(
             task_id,
             TaskStatus.RUNNING,
-            {"started_at": now(), "attempts": attempt},
+            {"started_at": now(), "attempts": attempt, "model_version": version},
             {"model": model, "owner": owner, "created_at": created_at},
             flags="cd",
         )

@@ -25,7 +25,9 @@ from app.core.broker import (
     persistent_message,
     publish_confirmed,
 )
+from app.core.cache import CachedResult, ResultCache
 from app.core.envelope import EnvelopeError, created_at, decode_envelope
+from app.core.inference import InferOutcome, Outcome
 from app.core.metrics import (
     TASK_LATENCY,
     TASK_RETRIES,
@@ -39,6 +41,7 @@ from deployments._contract import InvalidInput, ModelSpec, progress_reporter
 from deployments._runtime.progress import ProgressWriter
 from deployments._runtime.queues import declare_model_queues
 from protos.codec import DecodeFailed, message_from_bytes, message_to_dict
+from protos.descriptors import fingerprint
 from protos.task_pb2 import Task, WebhookJob
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,7 @@ class TaskConsumer:
         metrics: MetricsRecorder | None = None,
         webhooks: Webhooks | None = None,
         progress_interval_s: float = 0.25,
+        cache: ResultCache | None = None,
     ) -> None:
         self.spec = spec
         self.settings = spec.settings
@@ -109,6 +113,8 @@ class TaskConsumer:
         self._publish_timeout_s = publish_timeout_s
         self._webhooks = webhooks
         self._progress_interval_s = progress_interval_s
+        self._cache = cache if spec.settings.cache_ttl_s else None
+        self._fingerprint = fingerprint(spec.request, spec.response)
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
@@ -214,6 +220,7 @@ class TaskConsumer:
             model=task.model,
             owner=task.owner,
             created_at=created_at(task),
+            version=self.spec.version,
         )
         if not started.written or started.status is not None and started.status.is_final:
             # Final already (a redelivery), cancelled while it waited, or past its deadline.
@@ -248,13 +255,15 @@ class TaskConsumer:
             )
             await self._fail(task, message, detail, "bad_response", dead_letter=True)
             return
+        answer = CachedResult(response.SerializeToString(), _json(response))
         transition = await self.store.succeed(
             task.task_id,
-            result=response.SerializeToString(),
-            result_json=_json(response),
+            result=answer.result,
+            result_json=answer.result_json,
             attempts=task.attempt,
         )
         await self._after_final(task, transition)
+        await self.remember(task.payload, answer)
         await self._settle(message.ack())
         self.stats.succeeded += 1
 
@@ -281,6 +290,43 @@ class TaskConsumer:
             self._cancelling.discard(task_id)
             await writer.close()
             self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
+
+    async def remember(self, payload: bytes, answer: CachedResult) -> None:
+        """Keep a success in the model's cache (when it has one): best effort."""
+        if self._cache is None or self.settings.cache_ttl_s is None:
+            return
+        key = self._cache.key(self.spec.name, self._fingerprint, self.spec.version, payload)
+        try:
+            await self._cache.put(key, answer, self.settings.cache_ttl_s)
+        except StoreError as exc:
+            logger.warning("%s: result not cached: %s", self.spec.name, exc)
+
+    async def answer(self, payload: bytes) -> InferOutcome:
+        """Run the model on a request's bytes for a synchronous call (no task, no queue)."""
+        try:
+            request = message_from_bytes(payload, self.spec.request)
+        except DecodeFailed as exc:
+            return InferOutcome(Outcome.BAD_REQUEST, error=str(exc))
+        started = time.perf_counter()
+        try:
+            response = await self._call_model(request)
+        except InvalidInput as exc:
+            return InferOutcome(Outcome.INVALID_INPUT, error=str(exc))
+        except TimeoutError:
+            return InferOutcome(Outcome.TIMEOUT, error="process_request timed out")
+        except Exception as exc:
+            return InferOutcome(Outcome.MODEL_ERROR, error=_error_text(exc))
+        finally:
+            self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
+        if not isinstance(response, self.spec.response):
+            return InferOutcome(
+                Outcome.MODEL_ERROR,
+                error=f"process_request returned {type(response).__name__}, "
+                f"expected {self.spec.response.__name__}",
+            )
+        answer = CachedResult(response.SerializeToString(), _json(response))
+        await self.remember(payload, answer)
+        return InferOutcome(Outcome.OK, response=answer.result)
 
     async def _call_model(self, request: Message) -> Message:
         call = self.model.process_request(request)

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import time
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from google.protobuf.message import Message
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve import Application
 
 from app.core.broker import QueueNames, connect
+from app.core.cache import ResultCache
+from app.core.inference import InferOutcome
 from app.core.logging import configure_logging
 from app.core.metrics import TASKS_IN_FLIGHT, MetricsRecorder
 from app.core.metrics import Snapshot as MetricsSnapshot
@@ -59,6 +63,10 @@ def model_info(spec: ModelSpec, app_name: str = "") -> ModelInfo:
         description=spec.description,
         app_name=app_name,
         scale_to_zero=spec.settings.min_replicas == 0,
+        version=spec.version,
+        deployment=spec.name,
+        cache_ttl_s=spec.settings.cache_ttl_s or 0.0,
+        timeout_s=spec.settings.timeout_s or 0.0,
     )
 
 
@@ -66,7 +74,10 @@ class ModelReplica:
     """One replica of a model deployment (the class Serve runs; the model is an argument)."""
 
     async def __init__(  # type: ignore[misc]
-        self, model_cls: type, overrides: dict[str, Any] | None = None
+        self,
+        model_cls: type,
+        overrides: dict[str, Any] | None = None,
+        init_kwargs: dict[str, Any] | None = None,
     ) -> None:
         configure_logging()
         settings = get_settings()
@@ -82,7 +93,7 @@ class ModelReplica:
         )
         # The model's own constructor may be slow (loading or training): it runs first so a
         # replica registers only once it can answer.
-        self._model = model_cls()
+        self._model = model_cls(**(init_kwargs or {}))
         self._store = ResultStore.from_settings(settings)
         self._metrics = MetricsRecorder()
         self._consumer = TaskConsumer(
@@ -95,6 +106,11 @@ class ModelReplica:
                 queue=settings.webhook_queue, max_attempts=settings.webhook_max_attempts
             ),
             progress_interval_s=settings.progress_interval_s,
+            cache=ResultCache(
+                self._store.redis,
+                prefix=settings.redis_prefix,
+                max_entry_bytes=settings.cache_max_entry_bytes,
+            ),
         )
         self._cancels = CancelListener(
             str(settings.redis_url),
@@ -141,6 +157,22 @@ class ModelReplica:
 
     def _on_reconnect(self, *_: Any) -> None:
         self._disconnected_since = None
+
+    async def infer(self, payload: bytes) -> InferOutcome:
+        """A synchronous call through a Serve handle: the request message's bytes in, the
+        outcome (the response's bytes, or what went wrong) out."""
+        return await self._consumer.answer(payload)
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Serve calls this with the deployment's `user_config` at start and whenever
+        `serve deploy` changes it: the model's own `reconfigure` gets it, the replica stays."""
+        method = getattr(self._model, "reconfigure", None)
+        if method is None:
+            raise TypeError(
+                f"{self._spec.name}: serve_config.yaml gives a user_config, but "
+                f"{type(self._model).__name__} has no `reconfigure(self, config)` method"
+            )
+        method(dict(config))
 
     async def __call__(self, request: Message | bytes) -> Message:
         """Run the model directly (a Serve handle call): a request message or its bytes in,
@@ -230,20 +262,71 @@ def effective_spec(model_cls: type, overrides: dict[str, Any] | None) -> ModelSp
     return dataclasses.replace(spec, name=name, description=description, settings=settings)
 
 
+class AppArgs(BaseModel):
+    """The `args` of a model's application in serve_config.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    init: dict[str, Any] = Field(default_factory=dict)
+
+
+def application_from_args(model_cls: type, args: dict[str, Any]) -> Application:
+    """The application Serve builds from a model's `serve_app` and its config `args`.
+
+    Raises:
+        TypeError: an unknown key, a bad setting or constructor argument, named.
+    """
+    where = f"serve_config.yaml args of {spec_of(model_cls).name}"
+    try:
+        parsed = AppArgs.model_validate(args or {})
+    except ValidationError as exc:
+        keys = [".".join(str(p) for p in e["loc"]) for e in exc.errors()]
+        raise TypeError(
+            f"{where}: unknown or invalid key(s) {keys}; the keys are name, settings, init"
+        ) from None
+    return build_application(
+        model_cls, model_name=parsed.name, overrides=parsed.settings, init=parsed.init
+    )
+
+
+def check_init(model_cls: type, init: dict[str, Any]) -> None:
+    """Refuse constructor arguments the class does not take, naming them.
+
+    Raises:
+        TypeError: a keyword the constructor does not know, or a required one missing.
+    """
+    signature = inspect.signature(model_cls)
+    try:
+        signature.bind(**init)
+    except TypeError as exc:
+        known = [
+            name
+            for name, p in signature.parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        raise TypeError(
+            f"{model_cls.__name__}(**init) from serve_config.yaml: {exc}; it takes "
+            f"{', '.join(known) or 'no arguments'}"
+        ) from None
+
+
 def build_application(
     model_cls: type,
     *,
     model_name: str | None = None,
     overrides: dict[str, Any] | None = None,
+    init: dict[str, Any] | None = None,
     **deployment_options: Any,
 ) -> Application:
     """The Serve application of an `@model` class.
 
     Args:
         model_cls: a class decorated with `deployments.sdk.model`.
-        model_name: serve the class under another model name (and queue) than its own, e.g.
-            to run one class twice with different settings.
-        overrides: `@model` arguments to change for this application (e.g. max_replicas).
+        model_name: serve the class under another model name (and queue) than its own.
+        overrides: settings to change for this application (e.g. max_replicas).
+        init: keyword arguments of the model's constructor.
         **deployment_options: options for `serve.deployment` overriding the model's defaults;
             `serve_config.yaml` can override them again per environment.
     """
@@ -251,6 +334,8 @@ def build_application(
     if model_name is not None:
         overrides["name"] = model_name
     spec = effective_spec(model_cls, overrides)
+    init = dict(init or {})
+    check_init(model_cls, init)
     options: dict[str, Any] = {
         "name": spec.name,
         "ray_actor_options": {"num_cpus": spec.settings.num_cpus},
@@ -265,5 +350,5 @@ def build_application(
     if "num_replicas" in deployment_options:
         options.pop("autoscaling_config", None)
     deployment = serve.deployment(ModelReplica).options(**options)  # type: ignore[attr-defined]
-    application: Application = deployment.bind(model_cls, overrides)
+    application: Application = deployment.bind(model_cls, overrides, init)
     return application

@@ -126,16 +126,18 @@ def deploy_model() -> Iterator[Callable[..., str]]:
         model_cls: type,
         name: str | None = None,
         overrides: dict[str, Any] | None = None,
+        init: dict[str, Any] | None = None,
         **options: Any,
     ) -> str:
         app_name = name or f"{model_cls.__model_spec__.name}-{uuid.uuid4().hex[:6]}"
         options.setdefault("ray_actor_options", {"num_cpus": 0})
         serve.run(
-            build_app(model_cls, model_name=app_name, overrides=overrides, **options),
+            build_app(model_cls, model_name=app_name, overrides=overrides, init=init, **options),
             name=app_name,
             route_prefix=None,
         )
-        deployed.append(app_name)
+        if app_name not in deployed:
+            deployed.append(app_name)
         return app_name
 
     yield deploy

@@ -29,7 +29,7 @@ def test_summarizer_and_iris_over_http(http, auth, deploy_model):
     )
     document = wait_result(http, headers, summarizer, task)
     assert document["status"] == "succeeded"
-    assert document["result"]["fixed_author"] == "Grace Hopper"
+    assert document["result"]["fixed_author"] == "GRACE hopper (summarized by AI)"
     assert document["result"]["summary"] == text  # three sentences: all kept
 
     body = IrisRequest(sepal_length=5.0, sepal_width=3.4, petal_length=1.5, petal_width=0.2)

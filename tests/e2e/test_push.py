@@ -85,7 +85,8 @@ def test_cancel_running_echo__ends_cancelled(http, auth, deploy_model):
     wait_for(lambda: result(http, headers, name, task_id).json()["status"] == "running")
     started = time.monotonic()
     response = http.delete(f"/models/{name}/tasks/{task_id}", headers=headers)
-    assert response.status_code == 202
+    assert response.status_code == 202  # asked its replica (which may be done already)
+    assert response.json()["status"] in ("running", "cancelled")
     final = result(http, headers, name, task_id, wait=15)
     assert final.status_code == 200 and final.json()["status"] == "cancelled"
     assert time.monotonic() - started < 10  # stopped in the replica, not run to its end

@@ -13,6 +13,9 @@ import pytest
 from redis.asyncio import Redis
 
 from app.core.broker import QueueNames
+from app.core.cache import ResultCache
+from app.core.errors import ModelUnavailable
+from app.core.inference import InferOutcome, Outcome
 from app.core.settings import Settings
 from app.core.store import ResultStore
 from app.main import create_app
@@ -82,9 +85,32 @@ def registry() -> LocalRegistry:
     return LocalRegistry()
 
 
+class LocalReplicas:
+    """Synchronous calls answered by the consumers `deploy` started (a Serve handle stand-in)."""
+
+    def __init__(self) -> None:
+        self.consumers: dict[str, TaskConsumer] = {}
+
+    async def infer(self, view: Any, payload: bytes, timeout_s: float) -> InferOutcome:
+        consumer = self.consumers.get(view.name)
+        if consumer is None:
+            raise ModelUnavailable(f"model {view.name!r} has no replica here")
+        try:
+            return await asyncio.wait_for(consumer.answer(payload), timeout_s)
+        except TimeoutError:
+            return InferOutcome(Outcome.TIMEOUT, error=f"no answer within {timeout_s:g}s")
+
+
 @pytest.fixture
-async def gateway_app(settings: Settings, registry: LocalRegistry) -> AsyncIterator[Any]:
-    app = create_app(settings=settings, registry=registry)
+def replicas() -> LocalReplicas:
+    return LocalReplicas()
+
+
+@pytest.fixture
+async def gateway_app(
+    settings: Settings, registry: LocalRegistry, replicas: LocalReplicas
+) -> AsyncIterator[Any]:
+    app = create_app(settings=settings, registry=registry, replicas=replicas)
     async with app.router.lifespan_context(app):
         yield app
 
@@ -151,6 +177,7 @@ async def deploy(
     store: ResultStore,
     registry: LocalRegistry,
     settings: Settings,
+    replicas: LocalReplicas,
 ) -> AsyncIterator[Callable[..., Any]]:
     """Start a consumer for a model class (or a spec plus model instance) under a unique name."""
     created: list[ModelHarness] = []
@@ -172,7 +199,9 @@ async def deploy(
             publish_timeout_s=3,
             webhooks=Webhooks(settings.webhook_queue, settings.webhook_max_attempts),
             progress_interval_s=0,
+            cache=ResultCache(store.redis, prefix=settings.redis_prefix, max_entry_bytes=1 << 20),
         )
+        replicas.consumers[real_spec.name] = consumer
         await consumer.attach(channel, prefetch=16)
         await registry.register(model_info(real_spec), InstanceInfo(instance_id=unique("i")))
         harness = ModelHarness(consumer, channel)

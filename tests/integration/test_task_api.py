@@ -76,7 +76,7 @@ async def test_cancel_running__stopped_in_its_replica_and_ends_cancelled(
         started = time.monotonic()
         response = await gateway.delete(f"/models/{name}/tasks/{task_id}", headers=headers)
         assert response.status_code == 202, response.text
-        assert response.json()["status"] == "running"
+        assert response.json()["status"] in ("running", "cancelled")
         final = await gateway.get(
             f"/models/{name}/result", params={"task_id": task_id, "wait": 10}, headers=headers
         )

@@ -57,7 +57,7 @@ async def test_summarizer_json__pending_then_succeeded(gateway, user, deploy):
     document = done.json()
     assert document["status"] == "succeeded"
     assert document["attempts"] == 1
-    assert document["result"]["fixed_author"] == "Ada Lovelace"
+    assert document["result"]["fixed_author"] == "ada LOVELACE (summarized by AI)"
     assert "queues" in document["result"]["summary"].lower()
     assert "weather" not in document["result"]["summary"]
     assert document["created_at"] <= document["started_at"] <= document["finished_at"]

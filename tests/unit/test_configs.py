@@ -59,3 +59,24 @@ def test_gateway_holds_idle_waiters_and_autoscales_with_serves_policy():
     autoscaling = deployments["gateway"]["autoscaling_config"]
     assert autoscaling["min_replicas"] >= 1 and "policy" not in autoscaling
     assert deployments["webhooks"]["num_replicas"] >= 1
+
+
+def test_every_model_app_in_serve_config_builds_from_its_args(monkeypatch):
+    """The args in the shipped file are ones the models accept (a bad key would fail deploy)."""
+    import importlib
+
+    from deployments._runtime import replica
+
+    built = {}
+    monkeypatch.setattr(
+        replica, "build_application", lambda cls, **kwargs: built.setdefault(cls.__name__, kwargs)
+    )
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    for app in config["applications"]:
+        if app["name"] == "gateway":
+            continue
+        module, _, attr = app["import_path"].partition(":")
+        builder = getattr(importlib.import_module(module), attr)
+        builder(app.get("args", {}))
+    assert built["Summarizer"]["init"] == {"max_sentences": 3}
+    assert built["Iris"]["overrides"] == {"cache_ttl_s": 3600}

@@ -27,6 +27,7 @@ from app.core.metrics import (
     render,
 )
 from app.core.store import StoreError
+from app.services import Services
 from registry.client import RegistryUnavailable
 
 logger = logging.getLogger(__name__)
@@ -40,9 +41,8 @@ async def live() -> HealthOut:
     return HealthOut(status="ok")
 
 
-@router.get("/health/ready", response_model=HealthOut, responses={503: {"model": HealthOut}})
-async def ready(services: ServicesDep) -> Response:
-    """Redis, RabbitMQ and the registry are all reachable."""
+async def readiness(services: Services) -> dict[str, str]:
+    """Whether Redis, RabbitMQ and the registry answer: "ok", or why not, for each."""
     timeout = services.settings.io_timeout_s
 
     async def redis() -> str:
@@ -67,7 +67,13 @@ async def ready(services: ServicesDep) -> Response:
         return "ok"
 
     results = await asyncio.gather(redis(), rabbitmq(), registry())
-    checks = dict(zip(("redis", "rabbitmq", "registry"), results, strict=True))
+    return dict(zip(("redis", "rabbitmq", "registry"), results, strict=True))
+
+
+@router.get("/health/ready", response_model=HealthOut, responses={503: {"model": HealthOut}})
+async def ready(services: ServicesDep) -> Response:
+    """Redis, RabbitMQ and the registry are all reachable."""
+    checks = await readiness(services)
     healthy = all(value == "ok" for value in checks.values())
     return JSONResponse(
         HealthOut(status="ok" if healthy else "unavailable", checks=checks).model_dump(),

@@ -35,6 +35,8 @@ async def list_models(user: CurrentUser, services: ServicesDep) -> list[ModelOut
             instances=model.view.instances,
             queue_length=lengths.get(model.view.name),
             description=model.view.description,
+            version=model.view.version,
+            cached=model.view.cache_ttl_s > 0,
         )
         for model in live
     ]

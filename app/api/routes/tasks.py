@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from app.api.body import decode_batch, decode_request, media_type, read_capped
 from app.api.deps import CurrentUser, ServicesDep, SubmitOptionsDep
 from app.api.owned import load_owned
 from app.api.schemas import BatchAccepted, TaskAccepted, error_responses
 from app.core.errors import TaskFinished
-from app.core.lifecycle import TaskDocument, TaskStatus
+from app.core.lifecycle import TaskDocument
 from app.core.metrics import CANCEL_REQUESTS
 from protos.codec import PROTOBUF_CONTENT_TYPE
 
@@ -58,7 +57,7 @@ async def submit_task(
         body, media_type(request), model.types.request, model.types.request_validator
     )
     [task_id] = await services.submitter.submit(
-        model=name,
+        model=model.view,
         owner=user,
         payloads=[message.SerializeToString(deterministic=True)],
         options=options,
@@ -95,7 +94,7 @@ async def submit_batch(
         max_items=services.settings.max_batch_tasks,
     )
     task_ids = await services.submitter.submit(
-        model=name,
+        model=model.view,
         owner=user,
         payloads=[m.SerializeToString(deterministic=True) for m in messages],
         options=options,
@@ -130,6 +129,7 @@ async def cancel_task(
         await services.finished(task_id, name, transition)
     elif not outcome.requested:
         raise TaskFinished(f"task {task_id!r} is already {transition.status}")
+    # 200: cancelled here and now; 202: its replica was asked (and may have done it already).
+    code = status.HTTP_202_ACCEPTED if outcome.requested else status.HTTP_200_OK
     record = await load_owned(services, task_id, name, user)
-    code = status.HTTP_200_OK if record.status is TaskStatus.CANCELLED else status.HTTP_202_ACCEPTED
-    return JSONResponse(record.document().model_dump(mode="json"), status_code=code)
+    return Response(record.document_json, status_code=code, media_type="application/json")

@@ -1,0 +1,67 @@
+"""Calling a model synchronously: the answer in the same HTTP call, no task."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request, Response
+
+from app.api.body import decode_request, media_type, read_capped
+from app.api.deps import CurrentUser, ServicesDep
+from app.api.routes.tasks import ModelName, _body
+from app.api.schemas import error_responses
+from app.catalog import LiveModel
+from app.core.errors import BadRequest, InvalidInput, ModelFailed, ModelTimeout
+from app.core.inference import InferOutcome, Outcome
+from protos.codec import PROTOBUF_CONTENT_TYPE, message_from_bytes, message_to_dict
+
+router = APIRouter(tags=["tasks"])
+
+
+def answer(model: LiveModel, outcome: InferOutcome, request: Request) -> Response:
+    """The response message (JSON, or protobuf by Accept), or the outcome's error."""
+    if outcome.outcome is Outcome.OK:
+        if PROTOBUF_CONTENT_TYPE in request.headers.get("accept", ""):
+            return Response(content=outcome.response, media_type=PROTOBUF_CONTENT_TYPE)
+        message = message_from_bytes(outcome.response, model.types.response)
+        return Response(
+            content=json.dumps(message_to_dict(message), separators=(",", ":")),
+            media_type="application/json",
+        )
+    raise outcome_error(outcome)
+
+
+def outcome_error(outcome: InferOutcome) -> Exception:
+    errors: dict[Outcome, type[Exception]] = {
+        Outcome.INVALID_INPUT: InvalidInput,
+        Outcome.MODEL_ERROR: ModelFailed,
+        Outcome.TIMEOUT: ModelTimeout,
+        Outcome.BAD_REQUEST: BadRequest,
+    }
+    return errors[outcome.outcome](outcome.error)
+
+
+@router.post(
+    "/models/{name}/infer",
+    responses={
+        200: {
+            "description": "The model's response message.",
+            "content": {PROTOBUF_CONTENT_TYPE: {}},
+        },
+        **error_responses(400, 401, 404, 413, 415, 422, 502, 503, 504),
+    },
+    openapi_extra=_body(
+        "The model's request message (see the model's own operation).", {"type": "object"}
+    ),
+)
+async def infer(
+    name: ModelName, request: Request, user: CurrentUser, services: ServicesDep
+) -> Response:
+    """Run the model on one request and answer with its response message (no task)."""
+    model = await services.catalog.get(name)
+    body = await read_capped(request, services.settings.max_body_bytes)
+    message = decode_request(
+        body, media_type(request), model.types.request, model.types.request_validator
+    )
+    outcome = await services.caller.infer(model.view, message.SerializeToString(deterministic=True))
+    return answer(model, outcome, request)
