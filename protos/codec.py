@@ -6,10 +6,13 @@ lowerCamelCase or as written in the .proto, bytes as base64, 64-bit integers as 
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
+import numpy as np
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from protos.validation import MessageValidator
@@ -86,10 +89,52 @@ def message_from_bytes(body: bytes, message_cls: type[Message]) -> Message:
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
-    """Convert a message to its proto3 JSON form, with every field present (defaults included)."""
+    """Convert a message to its proto3 JSON form, with every field present (defaults included).
+
+    Top-level repeated `float` fields (embeddings, tensors) are converted in one vectorised
+    step: `json_format` finds each value's shortest round-trip form one by one in Python,
+    about 2 ms for a 384-value vector, a large share of a batched model's time per task.
+    """
+    vectors = _float_vectors(message.DESCRIPTOR)
+    if not vectors:
+        return _to_dict(message)
+    rest = type(message)()
+    rest.CopyFrom(message)
+    for field in vectors:
+        rest.ClearField(field.name)
+    converted = _to_dict(rest)
+    for field in vectors:
+        converted[field.name] = shortest_floats(getattr(message, field.name))
+    # Keep the descriptor's field order, as json_format does.
+    order = {name: i for i, name in enumerate(message.DESCRIPTOR.fields_by_name)}
+    return dict(sorted(converted.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+def _to_dict(message: Message) -> dict[str, Any]:
     result: dict[str, Any] = json_format.MessageToDict(
         message,
         always_print_fields_with_no_presence=True,
         preserving_proto_field_name=True,
     )
     return result
+
+
+@functools.cache
+def _float_vectors(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
+    return tuple(
+        field
+        for field in descriptor.fields
+        if field.type == FieldDescriptor.TYPE_FLOAT
+        and field.is_repeated
+        and field.message_type is None
+    )
+
+
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def shortest_floats(values: Any) -> list[float | str]:
+    """float32 values as proto3 JSON: the shortest decimal that reads back as the same float32
+    (numpy's Dragon4, as `json_format` but vectorised); NaN and infinities as strings."""
+    texts = np.asarray(values, dtype=np.float32).astype(str)
+    return [_NON_FINITE.get(text) or float(text) for text in texts.tolist()]

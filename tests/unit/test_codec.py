@@ -56,3 +56,32 @@ def test_bad_json__explains(body, error, mentions):
 def test_bad_protobuf__decode_failed():
     with pytest.raises(DecodeFailed, match="example.ExampleModelRequest"):
         message_from_bytes(b"\xff\xff\xff\xff", ExampleModelRequest)
+
+
+def test_float_vectors_convert_as_json_format_does_and_read_back_exactly():
+    import json
+    import random
+    import struct
+
+    from google.protobuf import json_format
+
+    from protos.codec import message_from_json, message_to_dict
+    from protos.embedder_pb2 import EmbedResponse
+
+    rng = random.Random(7)
+    values = [rng.gauss(0, 0.05) for _ in range(500)] + [0.1, -0.0, 3.4e38, 1.17549435e-38]
+    values += [struct.unpack("f", struct.pack("I", rng.getrandbits(30)))[0] for _ in range(500)]
+    message = EmbedResponse(vector=values, dimension=len(values))
+    ours = message_to_dict(message)
+    reference = json_format.MessageToDict(
+        message, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
+    )
+    assert list(ours) == list(reference)  # same keys, same order
+    assert ours["dimension"] == reference["dimension"]
+    differ = [(a, b) for a, b in zip(ours["vector"], reference["vector"], strict=True) if a != b]
+    # Only subnormals may be written differently (ours is shorter); both read back the same.
+    assert all(abs(a) < 1.2e-38 for a, _ in differ)
+    assert message_from_json(json.dumps(ours), EmbedResponse) == message
+    special = message_to_dict(EmbedResponse(vector=[float("nan"), float("inf"), -float("inf")]))
+    assert special["vector"] == ["NaN", "Infinity", "-Infinity"]
+    assert message_to_dict(EmbedResponse()) == {"vector": [], "dimension": 0}
