@@ -8,6 +8,7 @@ never the SDK, so the SDK stays a leaf that model code can import without Ray.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -77,6 +78,26 @@ class ModelSettings(BaseModel):
         "`APP_PREFETCH_COUNT`. Use 1 for a model that keeps a CPU busy.",
     )
     num_cpus: float = Field(default=0.5, ge=0, description="CPUs Ray reserves for each replica.")
+    num_gpus: float = Field(
+        default=0,
+        ge=0,
+        description="GPUs Ray reserves for each replica (fractional shares one GPU); replicas "
+        "then run only on nodes that have the `GPU` resource.",
+    )
+    max_batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Most requests in one `process_batch` call (1: no batching, each task "
+        "goes to `process_request`).",
+    )
+    batch_wait_timeout_s: float = Field(
+        default=0.01,
+        ge=0,
+        le=10,
+        description="How long the first request of a batch waits for more before the batch "
+        "runs short.",
+    )
     cache_ttl_s: float | None = Field(
         default=None,
         ge=1,
@@ -89,6 +110,10 @@ class ModelSettings(BaseModel):
         if self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas must not exceed max_replicas")
         return self
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 1
 
     @classmethod
     def build(cls, where: str, values: dict[str, Any]) -> ModelSettings:
@@ -148,3 +173,28 @@ ProgressReporter = Callable[[float, str], Awaitable[None]]
 progress_reporter: contextvars.ContextVar[ProgressReporter | None] = contextvars.ContextVar(
     "progress_reporter", default=None
 )
+
+
+def check_batching(cls: type, spec: ModelSpec) -> None:
+    """Refuse batch settings the class cannot serve, and a `process_batch` of the wrong shape.
+
+    Raises:
+        TypeError: what to change, naming the class and the setting.
+    """
+    method = getattr(cls, "process_batch", None)
+    where = f"{cls.__qualname__} (model {spec.name!r})"
+    if method is None:
+        if spec.settings.batching:
+            raise TypeError(
+                f"{where}: max_batch_size={spec.settings.max_batch_size} needs a method "
+                f"`async def process_batch(self, requests: list[{spec.request.__name__}]) -> "
+                f"list[{spec.response.__name__} | Exception]`; add it or set max_batch_size=1"
+            )
+        return
+    if not inspect.iscoroutinefunction(method):
+        raise TypeError(f"{where}: process_batch must be `async def`")
+    if len(inspect.signature(method).parameters) != 2:
+        raise TypeError(
+            f"{where}: process_batch must take exactly one argument besides self: the list "
+            f"of {spec.request.__name__} messages"
+        )

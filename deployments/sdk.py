@@ -34,6 +34,7 @@ from deployments._contract import (
     ModelSettings,
     ModelSpec,
     Retry,
+    check_batching,
     check_name,
     progress_reporter,
     spec_of,
@@ -82,7 +83,12 @@ def model(
         **settings: defaults of the model's settings, each a field of `ModelSettings`
             (`max_attempts`, `retry_backoff_s`, `timeout_s`, `min_replicas`, `max_replicas`,
             `target_tasks_per_replica`, `downscale_delay_s`, `max_concurrency`, `num_cpus`,
-            ...); an operator may override them per environment in `serve_config.yaml`.
+            `num_gpus`, `max_batch_size`, `batch_wait_timeout_s`, `cache_ttl_s`); an operator
+            may override them per environment in `serve_config.yaml`. With
+            `max_batch_size` > 1 the class also defines
+            `async def process_batch(self, requests: list[Req]) -> list[Resp | Exception]`:
+            queued tasks (and synchronous calls) reach it in groups, each keeping its own
+            outcome; an item may be an exception (e.g. `InvalidInput`) to fail that task alone.
 
     Returns:
         A class decorator that validates the class and returns it unchanged but for a
@@ -121,12 +127,7 @@ def model(
                 f"{cls.__qualname__}.process_request must take exactly one argument besides "
                 f"self: the {request.__name__} message"
             )
-        qualified = f"{cls.__module__}.{cls.__qualname__}"
-        if _NAMES.setdefault(name, qualified) != qualified:
-            raise TypeError(
-                f"model name {name!r} is already used by {_NAMES[name]}; pick another name"
-            )
-        cls.__model_spec__ = ModelSpec(  # type: ignore[attr-defined]
+        spec = ModelSpec(
             name=name,
             request=request,
             response=response,
@@ -134,6 +135,13 @@ def model(
             settings=model_settings,
             version=str(version if version is not None else getattr(cls, "__version__", "0")),
         )
+        check_batching(cls, spec)
+        qualified = f"{cls.__module__}.{cls.__qualname__}"
+        if _NAMES.setdefault(name, qualified) != qualified:
+            raise TypeError(
+                f"model name {name!r} is already used by {_NAMES[name]}; pick another name"
+            )
+        cls.__model_spec__ = spec  # type: ignore[attr-defined]
         return cls
 
     return decorate

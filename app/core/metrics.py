@@ -31,6 +31,7 @@ class MetricDef:
     help: str
     kind: str  # "counter", "histogram" or "gauge"
     labels: tuple[str, ...]
+    buckets: tuple[float, ...] = LATENCY_BUCKETS  # a histogram's upper bounds
 
 
 TASKS_SUBMITTED = MetricDef(
@@ -109,6 +110,13 @@ CACHE_LOOKUPS = MetricDef(
     "counter",
     ("model", "result"),
 )
+BATCH_SIZE = MetricDef(
+    "app_model_batch_size",
+    "Requests per process_batch call, by path (queue: tasks; infer: synchronous calls).",
+    "histogram",
+    ("model", "path"),
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
 
 # Reported by processes as a current value, not a running total: summed over live sources
 # only, never kept for a source that is gone.
@@ -136,6 +144,7 @@ SHARED_METRICS = {
         INFER_REQUESTS,
         INFER_DURATION,
         CACHE_LOOKUPS,
+        BATCH_SIZE,
     )
 }
 
@@ -164,9 +173,9 @@ class MetricsRecorder:
         key = _SEP.join(labels)
         buckets = series.get(key)
         if buckets is None:
-            buckets = series[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-        index = bisect.bisect_left(LATENCY_BUCKETS, value)
-        if index < len(LATENCY_BUCKETS):
+            buckets = series[key] = [0.0] * (len(metric.buckets) + 2)
+        index = bisect.bisect_left(metric.buckets, value)
+        if index < len(metric.buckets):
             buckets[index] += 1
         buckets[-2] += value
         buckets[-1] += 1
@@ -222,7 +231,7 @@ class _SnapshotCollector(Collector):
                 family = HistogramMetricFamily(name, metric.help, labels=metric.labels)
                 for key, values in sorted(series.items()):
                     cumulative, buckets = 0.0, []
-                    for bound, count in zip(LATENCY_BUCKETS, values, strict=False):
+                    for bound, count in zip(metric.buckets, values, strict=False):
                         cumulative += count
                         buckets.append((_bound(bound), cumulative))
                     buckets.append(("+Inf", values[-1]))

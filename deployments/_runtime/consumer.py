@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from app.core.cache import CachedResult, ResultCache
 from app.core.envelope import EnvelopeError, created_at, decode_envelope
 from app.core.inference import InferOutcome, Outcome
 from app.core.metrics import (
+    BATCH_SIZE,
     TASK_LATENCY,
     TASK_RETRIES,
     TASK_RUN_TIME,
@@ -38,6 +40,7 @@ from app.core.metrics import (
 from app.core.store import ResultStore, StoreError, Transition
 from app.core.webhooks import declare_webhook_queues
 from deployments._contract import InvalidInput, ModelSpec, progress_reporter
+from deployments._runtime.batching import Batcher, check_results
 from deployments._runtime.progress import ProgressWriter
 from deployments._runtime.queues import declare_model_queues
 from protos.codec import DecodeFailed, message_from_bytes, message_to_dict
@@ -123,6 +126,17 @@ class TaskConsumer:
         # The model call of each task running here, so a cancel request can stop it.
         self._running: dict[str, asyncio.Task[Message]] = {}
         self._cancelling: set[str] = set()
+        self._batcher: Batcher[Message, Message] | None = None
+        if self.settings.batching:
+            self._batcher = Batcher(
+                self.run_batch,
+                max_batch_size=self.settings.max_batch_size,
+                wait_timeout_s=self.settings.batch_wait_timeout_s,
+                on_batch=self._count_batch,
+            )
+
+    def _count_batch(self, size: int) -> None:
+        self.metrics.observe(BATCH_SIZE, size, self.spec.name, "queue")
 
     async def attach(self, channel: AbstractChannel, *, prefetch: int) -> AbstractQueue:
         """Declare the model's queues on `channel` and set its prefetch limit."""
@@ -301,15 +315,20 @@ class TaskConsumer:
         except StoreError as exc:
             logger.warning("%s: result not cached: %s", self.spec.name, exc)
 
-    async def answer(self, payload: bytes) -> InferOutcome:
-        """Run the model on a request's bytes for a synchronous call (no task, no queue)."""
+    async def answer(
+        self, payload: bytes, call: Callable[[Message], Awaitable[Message]] | None = None
+    ) -> InferOutcome:
+        """Run the model on a request's bytes for a synchronous call (no task, no queue).
+
+        `call` runs the model (the replica's `@serve.batch` path for a batching model); by
+        default `process_request`."""
         try:
             request = message_from_bytes(payload, self.spec.request)
         except DecodeFailed as exc:
             return InferOutcome(Outcome.BAD_REQUEST, error=str(exc))
         started = time.perf_counter()
         try:
-            response = await self._call_model(request)
+            response = await (call or self._call_model)(request)
         except InvalidInput as exc:
             return InferOutcome(Outcome.INVALID_INPUT, error=str(exc))
         except TimeoutError:
@@ -329,12 +348,29 @@ class TaskConsumer:
         return InferOutcome(Outcome.OK, response=answer.result)
 
     async def _call_model(self, request: Message) -> Message:
-        call = self.model.process_request(request)
+        """One request through the model: in a batch when the model batches."""
+        if self._batcher is not None:
+            return await self._batcher.submit(request)
+        response: Message = await self._bounded(self.model.process_request(request))
+        return response
+
+    async def run_batch(self, requests: list[Message]) -> Sequence[Message | BaseException]:
+        """One `process_batch` call: a result (or an exception) per request, in order.
+
+        Raises what the call raised, a timeout, or `BatchMismatch` for a wrong-length answer:
+        every request of the batch then has that outcome."""
+        return check_results(await self._bounded(self.model.process_batch(requests)), len(requests))
+
+    async def _bounded(self, call: Awaitable[Any]) -> Any:
+        """Await a model call within the model's `timeout_s`."""
         if self.settings.timeout_s is None:
-            result: Message = await call
-        else:
-            result = await asyncio.wait_for(call, timeout=self.settings.timeout_s)
-        return result
+            return await call
+        return await asyncio.wait_for(call, timeout=self.settings.timeout_s)
+
+    async def close(self) -> None:
+        """Release the batcher (after `stop`)."""
+        if self._batcher is not None:
+            await self._batcher.close()
 
     async def _model_failed(
         self, task: Task, message: AbstractIncomingMessage, exc: Exception

@@ -26,11 +26,11 @@ from app.core.broker import QueueNames, connect
 from app.core.cache import ResultCache
 from app.core.inference import InferOutcome
 from app.core.logging import configure_logging
-from app.core.metrics import TASKS_IN_FLIGHT, MetricsRecorder
+from app.core.metrics import BATCH_SIZE, TASKS_IN_FLIGHT, MetricsRecorder
 from app.core.metrics import Snapshot as MetricsSnapshot
 from app.core.settings import get_settings
 from app.core.store import ResultStore
-from deployments._contract import ModelSpec, check_name, spec_of
+from deployments._contract import ModelSpec, check_batching, check_name, spec_of
 from deployments._runtime.autoscaling import INFLIGHT_METRIC
 from deployments._runtime.cancellation import CancelListener
 from deployments._runtime.consumer import TaskConsumer, Webhooks
@@ -125,9 +125,11 @@ class ModelReplica:
         self._connection.close_callbacks.add(self._on_disconnect)
         self._connection.reconnect_callbacks.add(self._on_reconnect)
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        await self._consumer.attach(
-            channel, prefetch=self._spec.settings.max_concurrency or settings.prefetch_count
-        )
+        await self._consumer.attach(channel, prefetch=prefetch(self._spec, settings.prefetch_count))
+        if self._spec.settings.batching:
+            batched: Any = self._batched_infer  # Serve's batch wrapper carries the setters
+            batched.set_max_batch_size(self._spec.settings.max_batch_size)
+            batched.set_batch_wait_timeout_s(self._spec.settings.batch_wait_timeout_s)
         self._membership = Membership(
             RayRegistry(
                 name=settings.registry_name,
@@ -161,7 +163,21 @@ class ModelReplica:
     async def infer(self, payload: bytes) -> InferOutcome:
         """A synchronous call through a Serve handle: the request message's bytes in, the
         outcome (the response's bytes, or what went wrong) out."""
+        if self._spec.settings.batching:
+            return await self._consumer.answer(payload, call=self._infer_in_batch)
         return await self._consumer.answer(payload)
+
+    async def _infer_in_batch(self, request: Message) -> Message:
+        result: Message | BaseException = await self._batched_infer(request)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    # Serve's own batching for synchronous calls; the sizes are the model's (set at start).
+    @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)
+    async def _batched_infer(self, requests: list[Message]) -> list[Message | BaseException]:
+        self._metrics.observe(BATCH_SIZE, len(requests), self._spec.name, "infer")
+        return list(await self._consumer.run_batch(requests))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Serve calls this with the deployment's `user_config` at start and whenever
@@ -209,12 +225,30 @@ class ModelReplica:
         # Serve awaits this on scale-down, redeploy and delete.
         try:
             await self._consumer.stop(drain_timeout_s=DRAIN_TIMEOUT_S)
+            await self._consumer.close()
             await self._membership.leave()
         finally:
             await self._cancels.close()
             if self._connection is not None:
                 await asyncio.shield(self._connection.close())
             await self._store.close()
+
+
+def prefetch(spec: ModelSpec, default: int) -> int:
+    """Deliveries a replica holds at once: its concurrency, and for a batching model room for
+    the batch that runs and the next one filling."""
+    count = spec.settings.max_concurrency or default
+    if spec.settings.batching:
+        count = max(count, 2 * spec.settings.max_batch_size)
+    return count
+
+
+def actor_options(spec: ModelSpec) -> dict[str, float]:
+    """The Ray resources each replica reserves: its CPUs, and its GPUs when it needs any."""
+    options = {"num_cpus": spec.settings.num_cpus}
+    if spec.settings.num_gpus:
+        options["num_gpus"] = spec.settings.num_gpus
+    return options
 
 
 def autoscaling_config(spec: ModelSpec, amqp_url: str) -> dict[str, Any]:
@@ -259,7 +293,9 @@ def effective_spec(model_cls: type, overrides: dict[str, Any] | None) -> ModelSp
     check_name(name)
     description = overrides.pop("description", spec.description)
     settings = spec.settings.replace(f"model {name!r}", overrides)
-    return dataclasses.replace(spec, name=name, description=description, settings=settings)
+    spec = dataclasses.replace(spec, name=name, description=description, settings=settings)
+    check_batching(model_cls, spec)
+    return spec
 
 
 class AppArgs(BaseModel):
@@ -338,10 +374,14 @@ def build_application(
     check_init(model_cls, init)
     options: dict[str, Any] = {
         "name": spec.name,
-        "ray_actor_options": {"num_cpus": spec.settings.num_cpus},
+        "ray_actor_options": actor_options(spec),
         "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_TIMEOUT_S,
         "health_check_period_s": 10,
     }
+    if spec.settings.batching:
+        # Room for a full batch of synchronous calls and the next one filling (Serve's
+        # default of 5 ongoing requests would cap every batch at 5).
+        options["max_ongoing_requests"] = max(5, 2 * spec.settings.max_batch_size)
     if spec.settings.min_replicas == spec.settings.max_replicas:
         options["num_replicas"] = spec.settings.min_replicas
     else:

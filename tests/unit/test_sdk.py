@@ -97,3 +97,74 @@ def test_duplicate_name_in_one_process__type_error():
 def test_decorator_needs_keywords():
     with pytest.raises(TypeError):
         model("x", EchoRequest, EchoResponse)  # type: ignore[misc]
+
+
+class _Batches:
+    async def process_request(self, request):
+        return request
+
+    async def process_batch(self, requests):
+        return requests
+
+
+def test_batching_needs_process_batch__named_at_import():
+    class OneByOne:
+        async def process_request(self, request):
+            return request
+
+    with pytest.raises(TypeError, match=r"max_batch_size=8 needs a method `async def process_b"):
+        _decorate(OneByOne, max_batch_size=8)
+    _decorate(OneByOne)  # batch of one: unchanged
+
+
+def _sync_batch(self, requests):
+    return requests
+
+
+async def _no_list_argument(self):
+    return []
+
+
+@pytest.mark.parametrize(
+    ("process_batch", "message"),
+    [
+        (_sync_batch, "process_batch must be `async def`"),
+        (_no_list_argument, "exactly one argument besides self"),
+    ],
+)
+def test_bad_process_batch__type_error(process_batch, message):
+    body = {"process_request": _Batches.process_request, "process_batch": process_batch}
+    with pytest.raises(TypeError, match=message):
+        _decorate(type("Bad", (), body), max_batch_size=4)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_batch_size": 0}, {"batch_wait_timeout_s": -1}])
+def test_bad_batch_settings__type_error(kwargs):
+    with pytest.raises(TypeError, match=next(iter(kwargs))):
+        _decorate(_Batches, **kwargs)
+
+
+def test_an_operator_override_cannot_turn_on_batching_without_process_batch():
+    from deployments.sdk import build_app
+
+    class OneByOne:
+        async def process_request(self, request):
+            return request
+
+    cls = _decorate(OneByOne)
+    with pytest.raises(TypeError, match="needs a method `async def process_batch"):
+        build_app(cls, overrides={"max_batch_size": 16})
+
+
+def test_num_gpus_reaches_the_replica_actor_options_next_to_num_cpus():
+    from deployments.sdk import build_app
+
+    gpu = _decorate(_Batches, num_gpus=0.5, num_cpus=1)
+    options = build_app(gpu)._bound_deployment.ray_actor_options
+    assert options == {"num_cpus": 1.0, "num_gpus": 0.5}
+    overridden = build_app(gpu, overrides={"num_gpus": 2})._bound_deployment.ray_actor_options
+    assert overridden["num_gpus"] == 2
+    cpu_only = build_app(_decorate(_Batches))._bound_deployment.ray_actor_options
+    assert "num_gpus" not in cpu_only  # a CPU model may run on any node
+    with pytest.raises(TypeError, match="num_gpus"):
+        _decorate(_Batches, num_gpus=-1)

@@ -33,3 +33,41 @@ class Progressing:
         await asyncio.sleep(request.delay_ms / 1000)
         await report_progress(1.0, "done")
         return EchoResponse(text=request.text)
+
+
+@model(
+    name="batching",
+    request=EchoRequest,
+    response=EchoResponse,
+    max_batch_size=16,
+    batch_wait_timeout_s=0.2,
+    max_attempts=3,
+    retry_backoff_s=0.1,
+)
+class Batching:
+    """Echo in batches: each answer's `replica` says the size of the batch it came from.
+
+    By `fail_with`: "invalid" fails that item alone (`InvalidInput`); "raise" makes the whole
+    call raise, every time; "raise-once" makes it raise the first time it sees the text."""
+
+    seen: set[str] = set()
+
+    async def process_request(self, request: EchoRequest) -> EchoResponse:
+        [answer] = await self.process_batch([request])
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def process_batch(self, requests: list[EchoRequest]) -> list[EchoResponse | Exception]:
+        fresh = [
+            r.text for r in requests if r.fail_with == "raise-once" and r.text not in self.seen
+        ]
+        self.seen.update(fresh)
+        if fresh or any(r.fail_with == "raise" for r in requests):
+            raise RuntimeError(f"batch of {len(requests)} raised")
+        return [
+            InvalidInput(f"{r.text} is invalid")
+            if r.fail_with == "invalid"
+            else EchoResponse(text=r.text, replica=f"batch={len(requests)}")
+            for r in requests
+        ]
