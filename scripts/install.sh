@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Creates the virtualenv (VENV, default .venv) and installs the project with its test tools.
+# Creates the virtualenv (VENV, default .venv) and installs the project with its test tools
+# and the embedder example's PyTorch model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e ".[test,dev]"
+# PyTorch before what depends on it: the exact pin takes the CPU build, anything looser a CUDA one.
+"$VENV/bin/python" -m pip install --quiet torch==2.13.0
+"$VENV/bin/python" -m pip install --quiet -e ".[test,dev,embedder]"
