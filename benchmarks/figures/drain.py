@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from ray import serve
 
 from benchmarks import peers
-from benchmarks.harness import AMQP_URL, REDIS_URL, Context, Row, Series, deploy_model, ratio
+from benchmarks.harness import (
+    AMQP_URL,
+    REDIS_URL,
+    Context,
+    PeakRss,
+    Row,
+    Series,
+    deploy_model,
+    ratio,
+)
 from benchmarks.models import Busy, Noop
 
 NOTES = [
@@ -21,7 +32,8 @@ NOTES = [
 ]
 
 
-async def prefill(name: str, n: int) -> list[str]:
+async def prefill(name: str, n: int, payloads: list[bytes] | None = None) -> list[str]:
+    """Queue `n` tasks for model `name` (each with its payload; default an echo message)."""
     import aio_pika
 
     from app.core.broker import persistent_message, publish_confirmed
@@ -37,8 +49,8 @@ async def prefill(name: str, n: int) -> list[str]:
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     await channel.queue_delete(name)
     await declare_model_queues(channel, name, max_attempts=3)
-    payload = EchoRequest(text="x").SerializeToString()
-    envelopes = [new_envelope(model=name, owner="bench", payload=payload) for _ in range(n)]
+    payloads = payloads or [EchoRequest(text="x").SerializeToString()] * n
+    envelopes = [new_envelope(model=name, owner="bench", payload=p) for p in payloads[:n]]
     for start in range(0, n, 500):
         chunk = envelopes[start : start + 500]
         await store.create_pending(
@@ -65,6 +77,14 @@ async def prefill(name: str, n: int) -> list[str]:
 
 async def finished(ids: list[str], timeout_s: float = 300) -> tuple[list[float], int]:
     """Finish times of the tasks that succeeded, and how many did not."""
+    spans, failed = await run_spans(ids, timeout_s)
+    return [end for _start, end in spans], failed
+
+
+async def run_spans(
+    ids: list[str], timeout_s: float = 300
+) -> tuple[list[tuple[float, float]], int]:
+    """(started, finished) times of the tasks that succeeded, and how many did not."""
     from redis.asyncio import Redis
 
     from app.core.settings import get_settings
@@ -76,10 +96,10 @@ async def finished(ids: list[str], timeout_s: float = 300) -> tuple[list[float],
         while True:
             async with redis.pipeline(transaction=False) as pipe:
                 for task_id in ids:
-                    pipe.hmget(f"{prefix}:task:{task_id}", "status", "finished_at")
+                    pipe.hmget(f"{prefix}:task:{task_id}", "status", "started_at", "finished_at")
                 rows = await pipe.execute()
-            if all(status in (b"succeeded", b"failed") for status, _ in rows):
-                ok = [float(at) for status, at in rows if status == b"succeeded"]
+            if all(status in (b"succeeded", b"failed") for status, _, _ in rows):
+                ok = [(float(a), float(b)) for status, a, b in rows if status == b"succeeded"]
                 return ok, len(rows) - len(ok)
             if time.monotonic() > deadline:
                 raise TimeoutError("tasks did not finish")
@@ -90,14 +110,51 @@ async def finished(ids: list[str], timeout_s: float = 300) -> tuple[list[float],
 
 def drain(cls: type, name: str, n: int, replicas: int = 1) -> tuple[float, float, int]:
     """Pre-fill, then start the model: (tasks/s over the completion span, span, failures)."""
+    result = drain_tasks(cls, name, n, replicas=replicas)
+    return result.rate, result.span, result.failed
+
+
+@dataclass
+class Drained:
+    """What one drain measured: (started, finished) per succeeded task, failures, peak RSS."""
+
+    spans: list[tuple[float, float]]
+    failed: int
+    peak_rss_mb: float = 0.0
+
+    @property
+    def span(self) -> float:
+        ends = [end for _start, end in self.spans]
+        return max(ends) - min(ends)
+
+    @property
+    def rate(self) -> float:
+        return (len(self.spans) - 1) / self.span
+
+    def run_times(self) -> list[float]:
+        """Seconds each task spent from a replica taking it to its result being stored."""
+        return [end - start for start, end in self.spans]
+
+
+def drain_tasks(
+    cls: type,
+    name: str,
+    n: int,
+    *,
+    replicas: int = 1,
+    payloads: list[bytes] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Drained:
+    """Pre-fill the queue, then start the model and wait for every task; the model's
+    replicas' peak RSS is sampled meanwhile."""
     if name in serve.status().applications:
         serve.delete(name)
-    ids = asyncio.run(prefill(name, n))
-    deploy_model(cls, name, replicas)
-    stamps, failed = asyncio.run(finished(ids))
+    ids = asyncio.run(prefill(name, n, payloads))
+    with PeakRss(f"ServeReplica:{name}") as peak:
+        deploy_model(cls, name, replicas, overrides=overrides)
+        spans, failed = asyncio.run(run_spans(ids))
     serve.delete(name)
-    span = max(stamps) - min(stamps)
-    return (len(stamps) - 1) / span, span, failed
+    return Drained(spans, failed, peak.peak)
 
 
 def run(ctx: Context) -> list[Row]:

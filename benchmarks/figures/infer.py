@@ -1,0 +1,212 @@
+"""One-call answers: /infer and the Open Inference Protocol on `iris`, against plain Ray Serve
+running the same scikit-learn model; and the cache of identical requests, hit against miss."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import httpx
+import numpy as np
+from ray import serve
+
+from benchmarks import peers
+from benchmarks.harness import (
+    Context,
+    Row,
+    Series,
+    deploy_model,
+    pct,
+    ratio,
+    tail_name,
+    verdict,
+)
+from benchmarks.load import LoadResult, check_loopback, closed_loop
+from deployments.iris import Iris
+
+CONCURRENCY = 16
+PROBES_PER_S = 20.0
+SETOSA = {"sepal_length": 5.0, "sepal_width": 3.4, "petal_length": 1.5, "petal_width": 0.2}
+NOTES = [
+    "Synchronous call: 16 clients in a closed loop post one iris flower per request; ours is "
+    "`POST /models/iris/infer` (auth, schema check, protobuf decode, a handle call to the "
+    "replica that also consumes the queue, encode); the peer is a plain Serve FastAPI ingress "
+    "calling a deployment by handle that runs the same scikit-learn pipeline.",
+    "OIP: tritonclient's asyncio HTTP client (binary tensors, its default) against "
+    "`/v2/models/iris/infer`, the same closed loop and the same peer.",
+    "Cache: submit → result by long-poll at a fixed rate, each probe with a new flower (miss: "
+    "the model runs, then fills the cache) or the same flower (hit: the task is created "
+    "succeeded and nothing is queued).",
+]
+
+
+def _flower() -> dict[str, float]:
+    """A random, valid flower: every probe a distinct request (a cache miss)."""
+    return {key: round(value * random.uniform(0.8, 1.2), 6) for key, value in SETOSA.items()}
+
+
+def _closed_loop(base: str, path: str, headers: dict[str, str], seconds: float) -> LoadResult:
+    async def request(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.post(path, json=_flower(), headers=headers)
+
+    return asyncio.run(
+        closed_loop(base, request, concurrency=CONCURRENCY, duration_s=seconds, expect=200)
+    )
+
+
+async def _oip_loop(base: str, model: str, headers: dict[str, str], seconds: float) -> LoadResult:
+    """The same closed loop as `closed_loop`, spoken by tritonclient."""
+    import tritonclient.http.aio as triton
+
+    check_loopback(base)
+    result = LoadResult()
+    client = triton.InferenceServerClient(base.removeprefix("http://"), conn_limit=CONCURRENCY)
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            inputs = []
+            for name, value in _flower().items():
+                tensor = triton.InferInput(name, [1], "FP32")
+                tensor.set_data_from_numpy(np.array([value], dtype=np.float32))
+                inputs.append(tensor)
+            started = time.perf_counter()
+            try:
+                # A fresh dict per call: tritonclient adds its own headers to it.
+                answer = await client.infer(model, inputs, headers=dict(headers))
+            except Exception:  # noqa: BLE001 - every failure counts as an error
+                result.errors += 1
+                continue
+            result.latencies.append(time.perf_counter() - started)
+            if answer.as_numpy("species") is not None:
+                result.requests += 1
+            else:
+                result.errors += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    result.seconds = time.perf_counter() - started
+    await client.close()
+    return result
+
+
+async def _submit_to_result(
+    base: str, model: str, headers: dict[str, str], seconds: float, same: bool
+) -> tuple[list[float], int, int]:
+    """Latencies of submit → long-polled result at PROBES_PER_S; and how many were cached."""
+    latencies: list[float] = []
+    errors = cached = 0
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+
+        async def probe() -> None:
+            nonlocal errors, cached
+            body = SETOSA if same else _flower()
+            started = time.perf_counter()
+            accepted = await client.post(f"/models/{model}/tasks", json=body, headers=headers)
+            if accepted.status_code != 202:
+                errors += 1
+                return
+            result = await client.get(
+                f"/models/{model}/result",
+                params={"task_id": accepted.json()["task_id"], "wait": 10},
+                headers=headers,
+            )
+            document = result.json()
+            if result.status_code != 200 or document["status"] != "succeeded":
+                errors += 1
+                return
+            latencies.append(time.perf_counter() - started)
+            cached += bool(document.get("cached"))
+
+        sent = []
+        for _ in range(int(PROBES_PER_S * seconds)):
+            sent.append(asyncio.create_task(probe()))
+            await asyncio.sleep(1 / PROBES_PER_S)
+        await asyncio.gather(*sent)
+    return latencies, errors, cached
+
+
+def _wait_cached(base: str, model: str, headers: dict[str, str], timeout_s: float = 60) -> None:
+    """Until the gateway's catalog knows the model's cache."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = httpx.get(f"{base}/models", headers=headers).json()
+        if any(m["name"] == model and m["cached"] for m in listed):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{model} never showed its cache in /models")
+
+
+def run(ctx: Context) -> list[Row]:
+    deploy_model(Iris, "iris")
+    serve.run(peers.plain_iris_app(), name="plain-iris", route_prefix="/plain-iris")
+    ours, peer, oip = Series(), Series(), Series()
+    ours50, peer50, oip50 = Series(), Series(), Series()
+    errors = oip_errors = 0
+    for _ in range(ctx.runs):
+        mine = _closed_loop(ctx.base, "/models/iris/infer", ctx.headers, ctx.seconds)
+        plain = _closed_loop(ctx.base, "/plain-iris/predict", {}, ctx.seconds)
+        spoken = asyncio.run(_oip_loop(ctx.base, "iris", ctx.headers, ctx.seconds))
+        for series, p50, result in (
+            (ours, ours50, mine),
+            (peer, peer50, plain),
+            (oip, oip50, spoken),
+        ):
+            series.add(result.rate)
+            p50.add(result.p50 * 1000)
+        errors += mine.errors + plain.errors
+        oip_errors += spoken.errors
+    serve.delete("plain-iris")
+    rows = [
+        Row(
+            f"`/infer` on iris, {CONCURRENCY} clients: req/s [p50 {ours50.fmt(1)} ms]",
+            ours.fmt(),
+            f"plain Serve ingress → handle → sklearn: {peer.fmt()} [p50 {peer50.fmt(1)} ms]",
+            f"{ratio(ours, peer):.2f}×",
+            verdict(ratio(ours, peer), 0.8),
+            errors,
+        ),
+        Row(
+            f"OIP v2 infer on iris (tritonclient), {CONCURRENCY} clients: req/s "
+            f"[p50 {oip50.fmt(1)} ms]",
+            oip.fmt(),
+            f"same peer: {peer.fmt()}",
+            f"{ratio(oip, peer):.2f}×",
+            errors=oip_errors,
+        ),
+    ]
+    deploy_model(Iris, "iris", overrides={"cache_ttl_s": 3600})
+    _wait_cached(ctx.base, "iris", ctx.headers)
+    # Fill the entry of the flower every hit probe sends.
+    asyncio.run(_submit_to_result(ctx.base, "iris", ctx.headers, 1 / PROBES_PER_S, same=True))
+    hit50, miss50, hit_tail, miss_tail = Series(), Series(), Series(), Series()
+    errors = samples = 0
+    wrong = 0
+    for _ in range(ctx.runs):
+        misses, failed, cached = asyncio.run(
+            _submit_to_result(ctx.base, "iris", ctx.headers, ctx.seconds, same=False)
+        )
+        errors += failed
+        wrong += cached  # a distinct flower answered from the cache would be a wrong hit
+        hits, failed, cached = asyncio.run(
+            _submit_to_result(ctx.base, "iris", ctx.headers, ctx.seconds, same=True)
+        )
+        errors += failed
+        wrong += len(hits) - cached  # every one of these must be a hit
+        samples = len(hits)
+        for p50, tail, values in ((hit50, hit_tail, hits), (miss50, miss_tail, misses)):
+            p50.add(pct(values, 0.5) * 1000)
+            tail.add(pct(values, 0.99) * 1000)
+    serve.delete("iris")
+    rows.append(
+        Row(
+            f"Cache of identical requests, submit → result at {PROBES_PER_S:.0f}/s: hit p50 (ms) "
+            f"[{tail_name(samples)} {hit_tail.fmt(1)}]",
+            hit50.fmt(1),
+            f"miss p50: {miss50.fmt(1)} [{tail_name(samples)} {miss_tail.fmt(1)}]",
+            f"{ratio(hit50, miss50):.2f}×",
+            errors=errors + wrong,
+        )
+    )
+    return rows
