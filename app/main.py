@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.middleware import MetricsMiddleware
-from app.api.routes import auth, docs, health, infer, models, oip, results, tasks
+from app.api.routes import admin, auth, docs, health, infer, models, oip, results, tasks
 from app.api.routes.oip import oip_error_body
 from app.core.broker import BrokerError
 from app.core.errors import AppError, Unavailable
@@ -106,6 +106,8 @@ def create_app(
         infer.router,
         oip.router,
         health.router,
+        admin.router,
+        admin.status_router,
         docs.router,
     )
     for router in routers:

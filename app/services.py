@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from app.catalog import ModelCatalog
 from app.core.broker import BrokerError, Publisher, QueueMissing
 from app.core.cache import ResultCache
+from app.core.dead_letters import DeadLetters
+from app.core.errors import ModelDisabled
 from app.core.idempotency import IdempotencyKeys
 from app.core.metrics import TASKS_FINISHED, MetricsRecorder
 from app.core.settings import Settings
 from app.core.store import ResultStore, StoreError, Transition
+from app.core.switches import ModelSwitches
 from app.core.users import UserStore
 from app.core.webhooks import declare_webhook_queues
 from app.inference import ModelCaller, Replicas, ServeReplicas
@@ -71,6 +74,8 @@ class Services:
     submitter: Submitter
     caller: ModelCaller
     webhooks: _WebhookQueue
+    switches: ModelSwitches
+    dead_letters: DeadLetters
     # Names this gateway process's metrics in the registry.
     source_id: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -137,6 +142,10 @@ class Services:
             ),
             caller=caller,
             webhooks=webhooks,
+            switches=ModelSwitches(
+                store.redis, prefix=settings.redis_prefix, cache_s=settings.disabled_cache_s
+            ),
+            dead_letters=DeadLetters(publisher, store),
         )
         services.notifications.on_expired = services.finished
         return services
@@ -166,6 +175,20 @@ class Services:
 
     async def enqueue_webhook(self, task_id: str) -> None:
         await self.webhooks.enqueue(task_id)
+
+    async def ensure_enabled(self, model: str) -> None:
+        """Refuse new work for a model an admin disabled.
+
+        Raises:
+            ModelDisabled: 503, saying who disabled it and why.
+        """
+        flag = await self.switches.get(model)
+        if flag is not None:
+            reason = f": {flag.reason}" if flag.reason else ""
+            raise ModelDisabled(
+                f"model {model!r} is disabled by an administrator{reason}; queued tasks still "
+                "finish and results stay readable"
+            )
 
     async def close(self) -> None:
         for task in self._background:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from app.core.metrics import Snapshot as MetricsSnapshot
 from app.core.metrics import SourceTable
 from registry import client
-from registry.schemas import InstanceInfo, ModelInfo, Snapshot
+from registry.schemas import InstanceDetail, InstanceInfo, ModelInfo, ReplicaStatus, Snapshot
 from registry.state import RegistryState
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,16 @@ class RegistryActor:
             self._pinger = asyncio.get_running_loop().create_task(self._ping_forever())
 
     async def register(
-        self, model: ModelInfo, instance: InstanceInfo, metrics: MetricsSnapshot | None = None
+        self,
+        model: ModelInfo,
+        instance: InstanceInfo,
+        metrics: MetricsSnapshot | None = None,
+        status: dict[str, Any] | None = None,
     ) -> bool:
         self._ensure_pinger()
         now = time.time()
-        added = self._state.register(model, instance, now)
+        report = ReplicaStatus.from_report(status) if status is not None else None
+        added = self._state.register(model, instance, now, report)
         if instance.ping_interval_s > 0:
             self._ping_interval_s = instance.ping_interval_s
         if instance.ping_timeout_s > 0:
@@ -60,6 +66,10 @@ class RegistryActor:
         if removed:
             logger.info("logged out %s instance %s", model_name, instance_id)
         return removed
+
+    async def instances(self, model_name: str) -> list[InstanceDetail] | None:
+        self._ensure_pinger()
+        return self._state.details(model_name)
 
     async def snapshot(self) -> Snapshot:
         self._ensure_pinger()

@@ -8,13 +8,14 @@ it once when the actor was restarted or replaced.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.core.metrics import Snapshot as MetricsSnapshot
-from registry.schemas import InstanceInfo, ModelInfo, Snapshot
+from registry.schemas import InstanceDetail, InstanceInfo, ModelInfo, ReplicaStatus, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +26,14 @@ class Registry(Protocol):
     """What components need from the registry (the gateway's tests use an in-process one)."""
 
     async def register(
-        self, model: ModelInfo, instance: InstanceInfo, metrics: MetricsSnapshot | None = None
+        self,
+        model: ModelInfo,
+        instance: InstanceInfo,
+        metrics: MetricsSnapshot | None = None,
+        status: ReplicaStatus | None = None,
     ) -> bool: ...
+
+    async def instances(self, model_name: str) -> list[InstanceDetail] | None: ...
 
     async def logout(self, model_name: str, instance_id: str) -> bool: ...
 
@@ -132,15 +139,35 @@ class RayRegistry:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def register(
-        self, model: ModelInfo, instance: InstanceInfo, metrics: MetricsSnapshot | None = None
+        self,
+        model: ModelInfo,
+        instance: InstanceInfo,
+        metrics: MetricsSnapshot | None = None,
+        status: ReplicaStatus | None = None,
     ) -> bool:
-        """Register (or refresh) an instance, with its latest metrics.
+        """Register (or refresh) an instance, with its latest metrics and status.
 
         Raises:
             RegistrationRefused: the name is taken by other message types.
             RegistryUnavailable: the registry did not answer.
         """
-        return bool(await self._call("register", model, instance, metrics))
+        # The status travels as a plain dict: a registry started by an older release (it is
+        # detached and outlives deploys) can still read it, or refuses the argument itself.
+        report = dataclasses.asdict(status) if status is not None else None
+        try:
+            return bool(await self._call("register", model, instance, metrics, report))
+        except TypeError:
+            logger.warning("the registry predates replica status reports; restart it to see them")
+            return bool(await self._call("register", model, instance, metrics))
+
+    async def instances(self, model_name: str) -> list[InstanceDetail] | None:
+        """The model's live instances with their latest status (None: unknown model, or a
+        registry of an older release that cannot tell)."""
+        try:
+            details: list[InstanceDetail] | None = await self._call("instances", model_name)
+        except AttributeError:
+            return None
+        return details
 
     async def logout(self, model_name: str, instance_id: str) -> bool:
         """Remove an instance; False when the registry did not know it."""

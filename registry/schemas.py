@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 
 class RegistrationRefused(Exception):  # noqa: N818 - reads as what happened to the caller
@@ -48,12 +49,49 @@ class InstanceInfo:
     ping_timeout_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """What a replica reports about itself with every registration: where it runs, what it
+    costs and what it did. Times are epoch seconds, memory is in bytes."""
+
+    node_id: str = ""
+    node_address: str = ""
+    pid: int = 0
+    state: str = "running"  # running, draining (stopping), refused
+    rss_bytes: int = 0
+    cpu_percent: float = 0.0
+    started_at: float = 0.0
+    tasks_succeeded: int = 0
+    tasks_failed: int = 0
+    tasks_in_flight: int = 0
+    node_memory_total_bytes: int = 0
+    node_memory_available_bytes: int = 0
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any]) -> ReplicaStatus:
+        """From the dict a replica sends; fields of a newer or older release are dropped."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in report.items() if k in known})
+
+
 @dataclass
 class InstanceState:
     info: InstanceInfo
     registered_at: float
     last_seen: float
     missed_pings: int = 0
+    status: ReplicaStatus | None = None
+
+
+@dataclass(frozen=True)
+class InstanceDetail:
+    """One live instance as the registry knows it: its latest report and last sign of life."""
+
+    instance_id: str
+    registered_at: float
+    last_seen: float
+    missed_pings: int
+    status: ReplicaStatus | None
 
 
 @dataclass

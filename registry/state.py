@@ -6,12 +6,14 @@ import logging
 import uuid
 
 from registry.schemas import (
+    InstanceDetail,
     InstanceInfo,
     InstanceState,
     ModelInfo,
     ModelRecord,
     ModelView,
     RegistrationRefused,
+    ReplicaStatus,
     Snapshot,
 )
 
@@ -36,7 +38,13 @@ class RegistryState:
     def version(self) -> int:
         return self._version
 
-    def register(self, model: ModelInfo, instance: InstanceInfo, now: float) -> bool:
+    def register(
+        self,
+        model: ModelInfo,
+        instance: InstanceInfo,
+        now: float,
+        status: ReplicaStatus | None = None,
+    ) -> bool:
         """Add or refresh an instance; return True when it was not known before.
 
         Raises:
@@ -69,12 +77,31 @@ class RegistryState:
         if existing is not None:
             existing.last_seen = now
             existing.missed_pings = 0
+            existing.status = status or existing.status
             return False
         record.instances[instance.instance_id] = InstanceState(
-            info=instance, registered_at=now, last_seen=now
+            info=instance, registered_at=now, last_seen=now, status=status
         )
         self._version += 1
         return True
+
+    def details(self, model_name: str) -> list[InstanceDetail] | None:
+        """The live instances of a model, oldest first; None for a model it does not know."""
+        record = self._models.get(model_name)
+        if record is None:
+            return None
+        return [
+            InstanceDetail(
+                instance_id=instance_id,
+                registered_at=state.registered_at,
+                last_seen=state.last_seen,
+                missed_pings=state.missed_pings,
+                status=state.status,
+            )
+            for instance_id, state in sorted(
+                record.instances.items(), key=lambda item: item[1].registered_at
+            )
+        ]
 
     def logout(self, model_name: str, instance_id: str) -> bool:
         """Remove an instance; False if unknown.

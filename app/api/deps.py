@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.core.errors import CallbackNotAllowed, InvalidInput, Unauthorized
+from app.core.errors import CallbackNotAllowed, Forbidden, InvalidInput, Unauthorized
 from app.core.security import login_from_token
+from app.core.users import ROLE_ADMIN
 from app.core.webhooks import (
     CALLBACK_URL_PATTERN,
     CallbackInvalid,
@@ -44,6 +45,19 @@ async def current_user(
 
 
 CurrentUser = Annotated[str, Depends(current_user)]
+
+
+async def current_admin(user: CurrentUser, services: ServicesDep) -> str:
+    """The login of the bearer token's owner, who must be an admin: named in
+    `APP_ADMIN_LOGINS`, or promoted (`python -m app.admin promote LOGIN`)."""
+    if user not in services.settings.admin_logins and await services.users.role(user) != (
+        ROLE_ADMIN
+    ):
+        raise Forbidden("this needs an admin")
+    return user
+
+
+AdminUser = Annotated[str, Depends(current_admin)]
 
 
 # The longest deadline a submit may carry (the queue keeps no task longer than its result).

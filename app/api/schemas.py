@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -46,6 +47,51 @@ class ModelOut(BaseModel):
     description: str
     version: str = Field(description="The model's version (`@model(version=...)`).")
     cached: bool = Field(description="Identical requests are answered from a cache.")
+    disabled: bool = Field(
+        default=False, description="An admin disabled the model: submits get 503."
+    )
+
+
+class DisabledOut(BaseModel):
+    by: str = Field(description="The admin who disabled the model.")
+    at: datetime
+    reason: str
+
+
+class QueueOut(BaseModel):
+    ready: int | None = Field(description="Tasks waiting in the queue (null: RabbitMQ silent).")
+    unacked: int = Field(description="Tasks the replicas hold: running or prefetched.")
+    dead_letters: int | None = Field(description="Messages in the model's dead-letter queue.")
+
+
+class ReplicaOut(BaseModel):
+    replica_id: str
+    node_id: str = Field(description="Ray node the replica runs on.")
+    node_address: str
+    pid: int
+    state: str = Field(description="running, or refused (its name was taken; it stops).")
+    rss_bytes: int = Field(description="Resident memory of the replica's process.")
+    cpu_percent: float = Field(description="CPU use since its previous report (100 = 1 core).")
+    started_at: datetime | None
+    uptime_s: float
+    tasks_succeeded: int
+    tasks_failed: int
+    tasks_in_flight: int
+    last_ping: datetime = Field(description="When the registry last heard from it.")
+    missed_pings: int
+
+
+class ModelDetail(BaseModel):
+    name: str
+    version: str
+    description: str
+    request_type: str
+    response_type: str
+    fingerprint: str = Field(description="Digest of the two messages' descriptors.")
+    cached: bool
+    disabled: DisabledOut | None = Field(description="Set while an admin has it disabled.")
+    queue: QueueOut
+    replicas: list[ReplicaOut]
 
 
 class TaskAccepted(BaseModel):
@@ -81,3 +127,68 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 class HealthOut(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class DisableIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=500, description="Shown to clients with the 503.")
+
+
+class SwitchOut(BaseModel):
+    model: str
+    disabled: DisabledOut | None
+
+
+class DeadLetterOut(BaseModel):
+    task_id: str
+    owner: str
+    attempts: int = Field(description="Attempts the task had made when it was dead-lettered.")
+    reason: str = Field(description="RabbitMQ's reason: rejected, expired, maxlen, ...")
+    dead_lettered_at: datetime | None
+    error: str = Field(description="The task's last error.")
+    error_code: str
+
+
+class DeadLettersOut(BaseModel):
+    model: str
+    total: int = Field(description="Messages in the dead-letter queue.")
+    items: list[DeadLetterOut] = Field(description="The oldest ones, up to `limit`.")
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_ids: list[str] | None = Field(
+        default=None, max_length=10_000, description="Only these tasks (default: every one)."
+    )
+
+
+class ReplayedOut(BaseModel):
+    model: str
+    replayed: list[str] = Field(description="Task ids sent back to the model's queue.")
+
+
+class PurgedOut(BaseModel):
+    model: str
+    purged: int
+
+
+class NodeOut(BaseModel):
+    node_id: str
+    address: str
+    memory_total_bytes: int
+    memory_available_bytes: int
+    replicas: int = Field(description="Model replicas running on the node.")
+
+
+class StatusOut(BaseModel):
+    version: str = Field(description="The platform's version.")
+    time: datetime
+    gateway_pid: int
+    gateway_rss_bytes: int = Field(description="Memory of the gateway replica that answered.")
+    gateway_node_memory_total_bytes: int
+    gateway_node_memory_available_bytes: int
+    nodes: list[NodeOut] = Field(description="Nodes running model replicas.")
+    replica_rss_bytes: dict[str, int] = Field(description="Memory per `model/replica`.")
+    uptime_s: float = Field(description="How long the answering gateway replica has run.")

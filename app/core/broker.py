@@ -11,8 +11,9 @@ Queues of model `m` (all durable, on the default exchange; declared by its repli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
@@ -173,17 +174,36 @@ class Publisher:
             BrokerError: RabbitMQ is unreachable or refused a declaration.
         """
         try:
+            async with asyncio.timeout(self._timeout_s), self.fresh_channel() as channel:
+                await declare(channel)
+        except BROKER_ERRORS as exc:
+            raise BrokerError(f"declaring queues failed: {exc!r}") from exc
+
+    @contextlib.asynccontextmanager
+    async def fresh_channel(self) -> AsyncIterator[AbstractChannel]:
+        """A channel of its own (publisher confirms on), closed on exit: messages got on it
+        and not acked go back to their queue.
+
+        Raises:
+            BrokerError: RabbitMQ is unreachable.
+        """
+        try:
             async with asyncio.timeout(self._timeout_s):
                 await self._get_channel()
                 assert self._connection is not None  # noqa: S101 - set by _get_channel
-                channel = await self._connection.channel(publisher_confirms=False)
-                try:
-                    await declare(channel)
-                finally:
-                    if not channel.is_closed:
-                        await channel.close()
+                channel = await self._connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
         except BROKER_ERRORS as exc:
-            raise BrokerError(f"declaring queues failed: {exc!r}") from exc
+            raise BrokerError(f"RabbitMQ unavailable: {exc!r}") from exc
+        try:
+            yield channel
+        finally:
+            if not channel.is_closed:
+                try:
+                    await channel.close()
+                except BROKER_ERRORS as exc:
+                    logger.warning("closing a channel failed: %s", exc)
 
     async def queue_lengths(self, names: list[str]) -> dict[str, int | None]:
         """Messages ready in each named queue (None for a queue that does not exist).

@@ -128,3 +128,19 @@ class ModelUnavailable(Unavailable):
     """The model is registered but has no live instance to consume its queue."""
 
     code = "model_unavailable"
+
+
+class ModelDisabled(Unavailable):
+    """An admin disabled the model: it takes no new work while its queue drains."""
+
+    code = "model_disabled"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retry_after_s=60)
+
+
+class QueueNotFound(AppError):
+    """The model has no dead-letter queue (no replica of it ever started)."""
+
+    status_code = 404
+    code = "queue_not_found"

@@ -84,7 +84,13 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=1.0, ge=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
 
-    @field_validator("webhook_allowed_hosts", mode="before")
+    # Logins that are admins (besides those promoted with `python -m app.admin promote`):
+    # `ada, grace` or a JSON list.
+    admin_logins: Annotated[list[str], NoDecode] = []
+    # How long a gateway may act on a cached view of which models are disabled.
+    disabled_cache_s: float = Field(default=1.0, ge=0)
+
+    @field_validator("webhook_allowed_hosts", "admin_logins", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
         """`a.example.com, *.example.org` or a JSON list."""

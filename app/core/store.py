@@ -141,6 +141,9 @@ return 1
 """
 
 PROGRESS_SOURCES = " running "
+# An admin's replay of a dead letter reopens a failed task: the one write whose source is a
+# final state, made only by that explicit action (a pending one is a replay done again).
+REPLAY_SOURCES = f" {NO_RECORD} {TaskStatus.FAILED} {TaskStatus.PENDING} "
 
 
 class StoreError(RuntimeError):
@@ -444,6 +447,16 @@ class ResultStore:
             task_id,
             TaskStatus.FAILED,
             {"finished_at": now(), "error": reason, "error_code": ERROR_NOT_ACCEPTED},
+        )
+
+    async def replay(self, task_id: str) -> Transition:
+        """An admin sends a dead-lettered task back to its queue: `pending` again from
+        `failed` (or from a record that expired), attempts reset, the old error cleared."""
+        return await self._write(
+            task_id,
+            TaskStatus.PENDING,
+            {"attempts": 0, "error": "", "error_code": "", "finished_at": ""},
+            sources=REPLAY_SOURCES,
         )
 
     async def progress(self, task_id: str, *, fraction: float, message: str) -> Transition:

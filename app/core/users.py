@@ -6,6 +6,10 @@ from redis.asyncio import Redis
 
 from app.core.store import store_errors
 
+ROLE_ADMIN = "admin"
+ROLE_USER = "user"
+ROLES = frozenset({ROLE_ADMIN, ROLE_USER})
+
 
 class UserStore:
     """Users keyed by login; creation is atomic (HSETNX), so one of two racing sign-ups wins.
@@ -54,3 +58,23 @@ class UserStore:
     async def clear_failures(self, login: str) -> None:
         with store_errors():
             await self.redis.delete(self._failures_key(login))
+
+    async def role(self, login: str) -> str | None:
+        """The user's stored role ("admin" or "user"); None for an unknown login."""
+        with store_errors():
+            raw = await self.redis.hmget(self._user_key(login), ["password_hash", "role"])  # type: ignore[misc,unused-ignore]
+        if raw[0] is None:
+            return None
+        role = raw[1]
+        return (role.decode() if isinstance(role, bytes) else role) or ROLE_USER
+
+    async def set_role(self, login: str, role: str) -> bool:
+        """Give an existing user a role; False when there is no such user."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}, not {role!r}")
+        key = self._user_key(login)
+        with store_errors():
+            if not await self.redis.hexists(key, "password_hash"):  # type: ignore[misc,unused-ignore]
+                return False
+            await self.redis.hset(key, "role", role)  # type: ignore[misc,unused-ignore]
+        return True

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from app.core.metrics import Snapshot as MetricsSnapshot
 from registry.client import Registry, RegistryUnavailable
-from registry.schemas import InstanceInfo, ModelInfo, RegistrationRefused
+from registry.schemas import InstanceInfo, ModelInfo, RegistrationRefused, ReplicaStatus
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,10 @@ class Membership:
         instance: who this instance is.
         interval_s: how often to re-register.
         metrics: returns this instance's metrics, sent along with every registration.
+        status: returns this instance's status (node, memory, counts), sent likewise.
+        on_refused: called when a later registration is refused (another model took the
+            name with other message types while the registry restarted): the instance must
+            stop serving a name that is no longer its own.
     """
 
     def __init__(
@@ -35,9 +39,13 @@ class Membership:
         instance: InstanceInfo,
         interval_s: float,
         metrics: Callable[[], MetricsSnapshot] | None = None,
+        status: Callable[[], ReplicaStatus] | None = None,
+        on_refused: Callable[[RegistrationRefused], Awaitable[None]] | None = None,
     ) -> None:
         self._registry = registry
         self._metrics = metrics
+        self._status = status
+        self._on_refused = on_refused
         self.model = model
         self.instance = instance
         self._interval_s = interval_s
@@ -65,6 +73,9 @@ class Membership:
                     )
             except RegistrationRefused as exc:
                 logger.error("%s: registration refused: %s", self.model.name, exc)
+                if self._on_refused is not None:
+                    await self._on_refused(exc)
+                    return
             except RegistryUnavailable as exc:
                 logger.warning("%s: registry unavailable: %s", self.model.name, exc)
             except Exception:
@@ -72,7 +83,8 @@ class Membership:
 
     async def _register(self) -> bool:
         metrics = self._metrics() if self._metrics is not None else None
-        return await self._registry.register(self.model, self.instance, metrics)
+        status = self._status() if self._status is not None else None
+        return await self._registry.register(self.model, self.instance, metrics, status)
 
     async def leave(self, timeout_s: float = 2.0) -> None:
         """Stop re-registering and log out (best effort: the registry's pings catch a miss).

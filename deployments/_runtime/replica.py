@@ -16,6 +16,8 @@ import logging
 import time
 from typing import Any
 
+import psutil
+import ray
 from aio_pika.abc import AbstractRobustConnection
 from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,7 +40,7 @@ from deployments._runtime.membership import Membership
 from protos.codec import message_from_bytes
 from protos.descriptors import descriptor_set, fingerprint
 from registry.client import RayRegistry
-from registry.schemas import InstanceInfo, ModelInfo
+from registry.schemas import InstanceInfo, ModelInfo, RegistrationRefused, ReplicaStatus
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,12 @@ class ModelReplica:
         configure_logging()
         settings = get_settings()
         self._spec = effective_spec(model_cls, overrides)
+        self._started_at = time.time()
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # starts the CPU measurement
+        runtime = ray.get_runtime_context()
+        self._node = (runtime.get_node_id(), ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
+        self._refused: str | None = None
         self._connection: AbstractRobustConnection | None = None
         self._disconnected_since: float | None = None
         context = serve.get_replica_context()
@@ -142,6 +150,8 @@ class ModelReplica:
             instance,
             interval_s=settings.ping_interval_s,
             metrics=self._metrics_snapshot,
+            status=self._status,
+            on_refused=self._refused_later,
         )
         try:
             await self._membership.join()
@@ -203,8 +213,37 @@ class ModelReplica:
         response: Message = await self._model.process_request(request)
         return response
 
+    def _status(self) -> ReplicaStatus:
+        """Where this replica runs and what it costs, for the registry (GET /models/{name})."""
+        stats = self._consumer.stats
+        memory = psutil.virtual_memory()
+        return ReplicaStatus(
+            node_id=self._node[0],
+            node_address=self._node[1],
+            pid=self._process.pid,
+            state="refused" if self._refused else "running",
+            rss_bytes=self._process.memory_info().rss,
+            cpu_percent=self._process.cpu_percent(None),
+            started_at=self._started_at,
+            tasks_succeeded=stats.succeeded,
+            tasks_failed=stats.failed,
+            tasks_in_flight=stats.in_flight,
+            node_memory_total_bytes=memory.total,
+            node_memory_available_bytes=memory.available,
+        )
+
+    async def _refused_later(self, refusal: RegistrationRefused) -> None:
+        """The name is no longer this model's: stop taking its tasks (they are another
+        model's messages now) and fail the health check, so Serve replaces the replica."""
+        self._refused = str(refusal)
+        logger.error("%s: stops consuming: %s", self._spec.name, refusal)
+        await self._consumer.stop(drain_timeout_s=DRAIN_TIMEOUT_S)
+
     async def check_health(self) -> None:
-        """Unhealthy when the consumer has been cut off from RabbitMQ for too long."""
+        """Unhealthy when the consumer has been cut off from RabbitMQ for too long, or the
+        registry refused this replica's model."""
+        if self._refused is not None:
+            raise RuntimeError(f"{self._spec.name}: registration refused: {self._refused}")
         if self._connection is None or self._connection.is_closed:
             raise RuntimeError(f"{self._spec.name}: RabbitMQ connection closed")
         since = self._disconnected_since

@@ -71,3 +71,16 @@ class Batching:
             else EchoResponse(text=r.text, replica=f"batch={len(requests)}")
             for r in requests
         ]
+
+
+@model(name="fixable", request=EchoRequest, response=EchoResponse, max_attempts=1)
+class Fixable:
+    """Fails every task with a bug while `broken`; answers once the bug is fixed."""
+
+    def __init__(self) -> None:
+        self.broken = True
+
+    async def process_request(self, request: EchoRequest) -> EchoResponse:
+        if self.broken:
+            raise RuntimeError("bug in the model")
+        return EchoResponse(text=request.text)

@@ -6,7 +6,7 @@ import time
 
 from app.core.metrics import Snapshot as MetricsSnapshot
 from app.core.metrics import SourceTable
-from registry.schemas import InstanceInfo, ModelInfo, Snapshot
+from registry.schemas import InstanceDetail, InstanceInfo, ModelInfo, ReplicaStatus, Snapshot
 from registry.state import RegistryState
 
 
@@ -16,11 +16,18 @@ class LocalRegistry:
         self.sources = SourceTable()
 
     async def register(
-        self, model: ModelInfo, instance: InstanceInfo, metrics: MetricsSnapshot | None = None
+        self,
+        model: ModelInfo,
+        instance: InstanceInfo,
+        metrics: MetricsSnapshot | None = None,
+        status: ReplicaStatus | None = None,
     ) -> bool:
         if metrics is not None:
             self.sources.report(instance.instance_id, metrics, time.time())
-        return self.state.register(model, instance, time.time())
+        return self.state.register(model, instance, time.time(), status)
+
+    async def instances(self, model_name: str) -> list[InstanceDetail] | None:
+        return self.state.details(model_name)
 
     async def logout(self, model_name: str, instance_id: str) -> bool:
         self.sources.retire(instance_id)

@@ -59,6 +59,7 @@ async def infer(
 ) -> Response:
     """Run the model on one request and answer with its response message (no task)."""
     model = await services.catalog.get(name)
+    await services.ensure_enabled(name)
     body = await read_capped(request, services.settings.max_body_bytes)
     message = decode_request(
         body, media_type(request), model.types.request, model.types.request_validator

@@ -163,6 +163,7 @@ async def model_infer(
 ) -> Response:
     """Run the model on named input tensors; answer with its output tensors."""
     model = await _flat_model(services, name)
+    await services.ensure_enabled(name)
     body = await read_capped(request, services.settings.max_body_bytes)
     try:
         document, binary = split_body(body, request.headers.get(HEADER_LENGTH))

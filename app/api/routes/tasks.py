@@ -52,6 +52,7 @@ async def submit_task(
 ) -> TaskAccepted:
     """Queue a task for a model; the body is its request message as JSON or protobuf."""
     model = await services.catalog.get(name)
+    await services.ensure_enabled(name)
     body = await read_capped(request, services.settings.max_body_bytes)
     message = decode_request(
         body, media_type(request), model.types.request, model.types.request_validator
@@ -85,6 +86,7 @@ async def submit_batch(
 ) -> BatchAccepted:
     """Queue one task per request message, all or nothing; the task ids come back in order."""
     model = await services.catalog.get(name)
+    await services.ensure_enabled(name)
     body = await read_capped(request, services.settings.max_batch_bytes)
     messages = decode_batch(
         body,
