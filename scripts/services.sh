@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure Redis (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672) answer. A service already
+# Makes sure Redis (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672) answer, and that Prometheus's
+# promtool is installed. A service already
 # answering is left alone. One that does not is started, after being installed with the system
 # package manager if missing (Debian/Ubuntu, as root; otherwise this says what to run).
 # Redis started here keeps its data (user accounts) in .data/redis with append-only
@@ -13,15 +14,22 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 missing=()
 if ! port_open 6379 && ! command -v redis-server >/dev/null; then missing+=(redis-server); fi
 if ! port_open 5672 && ! command -v rabbitmq-server >/dev/null; then missing+=(rabbitmq-server); fi
-if [ "${#missing[@]}" -gt 0 ]; then
+# Prometheus (and its promtool, which the tests use on the alert rules): scripts/monitoring.sh.
+optional=()
+if ! command -v promtool >/dev/null; then optional+=(prometheus); fi
+if [ "$((${#missing[@]} + ${#optional[@]}))" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing ${missing[*]}"
+    echo "installing ${missing[*]} ${optional[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  else
-    echo "Not installed: ${missing[*]}. Install with:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" "${optional[@]}"
+  elif [ "${#missing[@]}" -gt 0 ]; then
+    echo "Not installed: ${missing[*]} ${optional[*]}. Install with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]} ${optional[*]}" >&2
     exit 1
+  else
+    echo "Prometheus is not installed (the alert-rule tests and scripts/monitoring.sh need it):" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y prometheus" >&2
   fi
 fi
 

@@ -77,6 +77,27 @@ QUEUE_MESSAGES = MetricDef(
 DEAD_LETTER_MESSAGES = MetricDef(
     "app_dead_letter_messages", "Messages in a model's dead-letter queue.", "gauge", ("model",)
 )
+DEPENDENCY_UP = MetricDef(
+    "app_dependency_up",
+    "1 when the gateway reached the dependency (redis, rabbitmq, registry) at this scrape.",
+    "gauge",
+    ("dependency",),
+)
+MODEL_DISABLED = MetricDef(
+    "app_model_disabled", "1 for a model an admin disabled.", "gauge", ("model",)
+)
+REPLICA_MEMORY = MetricDef(
+    "app_replica_memory_bytes",
+    "Resident memory of each live model replica.",
+    "gauge",
+    ("model", "replica", "node"),
+)
+NODE_MEMORY = MetricDef(
+    "app_node_memory_bytes",
+    "Memory of each node running model replicas: total or available.",
+    "gauge",
+    ("node", "address", "state"),
+)
 
 CANCEL_REQUESTS = MetricDef(
     "app_task_cancel_requests_total",

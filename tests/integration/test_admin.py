@@ -186,3 +186,15 @@ async def test_the_schema_is_downloadable_as_a_file_descriptor_set(gateway, user
     assert {"echo.EchoRequest", "echo.EchoResponse"} <= messages
     assert answer.headers["x-request-type"] == "echo.EchoRequest"
     assert (await gateway.get("/models/nope/schema", headers=headers)).status_code == 404
+
+
+async def test_metrics_carry_what_the_alerts_watch(gateway, user, admin, deploy):
+    harness = await deploy(Echo())
+    name = harness.consumer.spec.name
+    text = (await gateway.get("/metrics")).text
+    for dependency in ("redis", "rabbitmq", "registry"):
+        assert f'app_dependency_up{{dependency="{dependency}"}} 1.0' in text
+    assert f'app_model_disabled{{model="{name}"}}' not in text
+    await gateway.post(f"/admin/models/{name}/disable", headers=admin)
+    text = (await gateway.get("/metrics")).text
+    assert f'app_model_disabled{{model="{name}"}} 1.0' in text

@@ -16,10 +16,14 @@ from app.core.broker import QueueNames
 from app.core.errors import AppError
 from app.core.metrics import (
     DEAD_LETTER_MESSAGES,
+    DEPENDENCY_UP,
     LIVE_MODELS,
+    MODEL_DISABLED,
     MODEL_INFO,
     MODEL_INSTANCES,
+    NODE_MEMORY,
     QUEUE_MESSAGES,
+    REPLICA_MEMORY,
     TASKS_IN_FLIGHT,
     Gauge,
     Snapshot,
@@ -88,10 +92,12 @@ async def metrics(services: ServicesDep) -> Response:
     timeout = services.settings.io_timeout_s
     snapshot: Snapshot = {}
     live: list[LiveModel] = []
+    registry_up = False
     try:
         await asyncio.wait_for(services.push_metrics(), timeout)
         snapshot = await asyncio.wait_for(services.registry.metrics(), timeout)
         live = await services.catalog.live()
+        registry_up = True
     except (AppError, RegistryUnavailable, TimeoutError) as exc:
         # Still answer: the registry's gauges are missing, this replica's own counters are not.
         logger.warning("metrics without the registry: %s", exc)
@@ -104,6 +110,10 @@ async def metrics(services: ServicesDep) -> Response:
         lengths = {}
     inflight = gauge_values(snapshot, TASKS_IN_FLIGHT)
     gauges = [Gauge(LIVE_MODELS, (), float(len(live)))]
+    gauges += await _dependency_gauges(services, registry_up=registry_up)
+    gauges += await _replica_gauges(services, [m.view.name for m in live])
+    for name in await _disabled(services):
+        gauges.append(Gauge(MODEL_DISABLED, (name,), 1.0))
     for model in live:
         name = model.view.name
         gauges.append(Gauge(MODEL_INFO, (name,), 1.0))
@@ -117,3 +127,55 @@ async def metrics(services: ServicesDep) -> Response:
         if dead is not None:
             gauges.append(Gauge(DEAD_LETTER_MESSAGES, (name,), float(dead)))
     return Response(render(snapshot, gauges), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _dependency_gauges(services: Services, *, registry_up: bool) -> list[Gauge]:
+    """Whether Redis, RabbitMQ and the registry answered this scrape (alerts watch these)."""
+    timeout = services.settings.io_timeout_s
+    try:
+        await asyncio.wait_for(services.store.ping(), timeout)
+        redis_up = True
+    except (StoreError, TimeoutError):
+        redis_up = False
+    try:
+        rabbit_up = await asyncio.wait_for(services.publisher.is_connected(), timeout)
+    except TimeoutError:
+        rabbit_up = False
+    return [
+        Gauge(DEPENDENCY_UP, ("redis",), float(redis_up)),
+        Gauge(DEPENDENCY_UP, ("rabbitmq",), float(rabbit_up)),
+        Gauge(DEPENDENCY_UP, ("registry",), float(registry_up)),
+    ]
+
+
+async def _replica_gauges(services: Services, models: list[str]) -> list[Gauge]:
+    """Memory of every replica and of the nodes they run on, from their latest reports."""
+    gauges: list[Gauge] = []
+    nodes: dict[str, tuple[str, int, int]] = {}
+    for name in models:
+        try:
+            details = await services.registry.instances(name) or []
+        except (RegistryUnavailable, TimeoutError):
+            return gauges
+        for detail in details:
+            status = detail.status
+            if status is None:
+                continue
+            replica = (name, detail.instance_id, status.node_id)
+            gauges.append(Gauge(REPLICA_MEMORY, replica, float(status.rss_bytes)))
+            nodes[status.node_id] = (
+                status.node_address,
+                status.node_memory_total_bytes,
+                status.node_memory_available_bytes,
+            )
+    for node, (address, total, available) in sorted(nodes.items()):
+        gauges.append(Gauge(NODE_MEMORY, (node, address, "total"), float(total)))
+        gauges.append(Gauge(NODE_MEMORY, (node, address, "available"), float(available)))
+    return gauges
+
+
+async def _disabled(services: Services) -> list[str]:
+    try:
+        return sorted(await services.switches.disabled())
+    except StoreError:
+        return []
