@@ -1,6 +1,7 @@
 """The detached registry actor: `RegistryState` plus the loop that pings every instance.
 
-All Ray calls it makes go through `registry.client`; this module only schedules them.
+The decisions (who is missing, who is dropped) are `RegistryState`'s; the Ray calls that
+probe instances are `registry.probes`', injected, so this module only schedules them.
 """
 
 from __future__ import annotations
@@ -12,25 +13,24 @@ from typing import Any
 
 from app.core.metrics import Snapshot as MetricsSnapshot
 from app.core.metrics import SourceTable
-from registry import client
+from registry.probes import Probes, RayProbes
 from registry.schemas import InstanceDetail, InstanceInfo, ModelInfo, ReplicaStatus, Snapshot
 from registry.state import RegistryState
 
 logger = logging.getLogger(__name__)
 
-# Timeouts in a row before a replica that still exists (but does not answer) is dropped.
-MAX_MISSED_PINGS = 2
-
 
 class RegistryActor:
     """Tracks live model instances; run as a named, detached Ray actor (see `client`)."""
 
-    def __init__(self, ping_interval_s: float, ping_timeout_s: float) -> None:
+    def __init__(
+        self, ping_interval_s: float, ping_timeout_s: float, probes: Probes | None = None
+    ) -> None:
         self._state = RegistryState(now=time.time())
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
+        self._probes = probes or RayProbes()
         self._pinger: asyncio.Task[None] | None = None
-        self._misses: dict[str, int] = {}
         self._metrics = SourceTable()
 
     def _ensure_pinger(self) -> None:
@@ -86,33 +86,29 @@ class RegistryActor:
         return self._metrics.merged()
 
     async def _ping_forever(self) -> None:
+        # Rounds start at a fixed rate (a round's own duration, up to the ping timeout, does
+        # not push the next one back): an instance that stops answering is dropped at its
+        # second missed round, within two intervals and one ping timeout.
+        loop = asyncio.get_running_loop()
+        next_round = loop.time() + self._ping_interval_s
         while True:
-            await asyncio.sleep(self._ping_interval_s)
+            await asyncio.sleep(max(0.0, next_round - loop.time()))
+            next_round = max(next_round + self._ping_interval_s, loop.time())
             try:
                 await self._ping_round()
             except Exception:  # the pinger must outlive any one bad round
                 logger.exception("ping round failed")
 
     async def _ping_round(self) -> None:
-        targets = self._state.instances()
-        pinged = [(name, info) for name, info in targets if info.actor_name]
+        pinged = [(name, info) for name, info in self._state.instances() if info.actor_name]
         results = await asyncio.gather(
-            *(client.ping_replica(info.actor_name, self._ping_timeout_s) for _, info in pinged)
+            *(self._probes.ping(info.actor_name, self._ping_timeout_s) for _, info in pinged)
         )
         now = time.time()
         for (name, info), result in zip(pinged, results, strict=True):
-            key = info.instance_id
-            if result is client.PingResult.ALIVE:
-                self._misses.pop(key, None)
-                self._state.mark_alive(name, key, now)
-                continue
-            misses = self._misses.get(key, 0) + 1
-            self._misses[key] = misses
-            if result is client.PingResult.GONE or misses >= MAX_MISSED_PINGS:
-                self._misses.pop(key, None)
-                if self._state.mark_missed(name, key):
-                    self._metrics.retire(key)
-                    logger.warning("dropped %s instance %s (%s)", name, key, result.value)
+            if self._state.record_ping(name, info.instance_id, result, now):
+                self._metrics.retire(info.instance_id)
+                logger.warning("dropped %s instance %s (%s)", name, info.instance_id, result.value)
         # Instances nobody can ping live only as long as they keep re-registering.
         for name, key in self._state.drop_stale(now, max_age_s=3 * self._ping_interval_s):
             self._metrics.retire(key)
@@ -122,7 +118,7 @@ class RegistryActor:
         # A model scaled to zero stays listed only while its Serve application exists.
         dormant = self._state.dormant()
         if dormant:
-            apps = await client.serve_applications()
+            apps = await self._probes.serve_applications()
             for model in dormant:
                 if apps is not None and model.app_name not in apps:
                     self._state.drop_model(model.name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -18,8 +17,6 @@ from app.core.metrics import Snapshot as MetricsSnapshot
 from registry.schemas import InstanceDetail, InstanceInfo, ModelInfo, ReplicaStatus, Snapshot
 
 logger = logging.getLogger(__name__)
-
-SERVE_NAMESPACE = "serve"
 
 
 class Registry(Protocol):
@@ -48,12 +45,6 @@ class RegistryUnavailable(RuntimeError):
     """The registry actor could not be reached in time."""
 
 
-class PingResult(enum.Enum):
-    ALIVE = "alive"
-    GONE = "gone"  # the actor is dead or no longer exists
-    TIMEOUT = "timeout"
-
-
 def get_or_create_registry(
     *, name: str, namespace: str, ping_interval_s: float, ping_timeout_s: float
 ) -> Any:
@@ -69,6 +60,7 @@ def get_or_create_registry(
         A Ray actor handle of `registry.actor.RegistryActor`.
     """
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from registry.actor import RegistryActor
 
@@ -82,6 +74,11 @@ def get_or_create_registry(
         max_restarts=-1,
         max_task_retries=-1,
         num_cpus=0,
+        # On the creator's node (the gateway's, on the head) rather than on a model worker
+        # that autoscaling may remove; soft, so a restart after that node's loss goes anywhere.
+        scheduling_strategy=NodeAffinitySchedulingStrategy(
+            node_id=ray.get_runtime_context().get_node_id(), soft=True
+        ),
     ).remote(ping_interval_s, ping_timeout_s)
 
 
@@ -186,44 +183,6 @@ class RayRegistry:
         """All processes' metrics, merged."""
         merged: MetricsSnapshot = await self._call("metrics")
         return merged
-
-
-async def serve_applications() -> set[str] | None:
-    """Names of the Serve applications that exist now; None when Serve cannot tell."""
-    from ray import serve
-
-    try:
-        status = await asyncio.to_thread(serve.status)
-    except Exception as exc:
-        logger.warning("cannot read Serve status: %s", exc)
-        return None
-    return set(status.applications)
-
-
-async def ping_replica(actor_name: str, timeout_s: float) -> PingResult:
-    """Ask a Serve replica's actor whether it is healthy.
-
-    Uses the replica actor's `check_health`, which runs the model deployment's own
-    `check_health` (False while its consumer is disconnected). This is a private Ray Serve
-    method: Ray is pinned, and an integration test covers this call.
-    """
-    import ray
-    from ray.exceptions import RayActorError
-
-    try:
-        actor = ray.get_actor(actor_name, namespace=SERVE_NAMESPACE)
-    except ValueError:
-        return PingResult.GONE
-    try:
-        await asyncio.wait_for(actor.check_health.remote(), timeout=timeout_s)
-    except RayActorError:
-        return PingResult.GONE
-    except TimeoutError:
-        return PingResult.TIMEOUT
-    except Exception as exc:  # the replica answered, but unhealthy
-        logger.info("replica %s is unhealthy: %s", actor_name, exc)
-        return PingResult.TIMEOUT
-    return PingResult.ALIVE
 
 
 async def report_metrics_forever(

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+
+class PingResult(enum.Enum):
+    """What asking an instance whether it is alive found."""
+
+    ALIVE = "alive"
+    GONE = "gone"  # the actor is dead or no longer exists
+    TIMEOUT = "timeout"  # no answer in time, or an unhealthy one
 
 
 class RegistrationRefused(Exception):  # noqa: N818 - reads as what happened to the caller

@@ -12,12 +12,16 @@ from registry.schemas import (
     ModelInfo,
     ModelRecord,
     ModelView,
+    PingResult,
     RegistrationRefused,
     ReplicaStatus,
     Snapshot,
 )
 
 logger = logging.getLogger(__name__)
+
+# Unanswered pings in a row before an instance whose actor still exists is dropped.
+MAX_MISSED_PINGS = 2
 
 
 class RegistryState:
@@ -138,17 +142,26 @@ class RegistryState:
             for state in record.instances.values()
         ]
 
-    def mark_alive(self, model_name: str, instance_id: str, now: float) -> None:
+    def record_ping(
+        self, model_name: str, instance_id: str, result: PingResult, now: float
+    ) -> bool:
+        """Apply one ping's result; return True when it dropped the instance.
+
+        An answer resets the instance's missed pings. An actor that no longer exists is
+        dropped at once; one that does not answer is dropped at its `MAX_MISSED_PINGS`-th
+        missed ping in a row (a replica busy for a moment survives one).
+        """
         state = self._instance(model_name, instance_id)
-        if state is not None:
+        if state is None:
+            return False
+        if result is PingResult.ALIVE:
             state.last_seen = now
             state.missed_pings = 0
-
-    def mark_missed(self, model_name: str, instance_id: str) -> bool:
-        """Record a failed ping; drop the instance and return True (it is gone)."""
-        if self._instance(model_name, instance_id) is None:
             return False
-        return self.logout(model_name, instance_id)
+        state.missed_pings += 1
+        if result is PingResult.GONE or state.missed_pings >= MAX_MISSED_PINGS:
+            return self.logout(model_name, instance_id)
+        return False
 
     def drop_stale(self, now: float, max_age_s: float) -> list[tuple[str, str]]:
         """Drop instances not seen for `max_age_s` (those the pinger cannot reach)."""
