@@ -28,6 +28,7 @@ MAX_TEXT_CHARS = 10_000
     # PyTorch spreads each forward pass over the node's cores; this is what Ray reserves.
     num_cpus=0.5,
     timeout_s=60,
+    max_replicas=2,
 )
 class Embedder:
     """Embeds a text as a 384-dimension unit vector (all-MiniLM-L6-v2): texts of similar

@@ -8,7 +8,7 @@ from deployments.sdk import InvalidInput, model, serve_app
 from protos.iris_pb2 import IrisRequest, IrisResponse
 
 
-@model(name="iris", request=IrisRequest, response=IrisResponse)
+@model(name="iris", request=IrisRequest, response=IrisResponse, max_replicas=2)
 class Iris:
     """Classifies an iris flower (setosa, versicolor, virginica) from four measurements in cm."""
 

@@ -26,7 +26,12 @@ def fix_author(author: str) -> str:
     return f"{' '.join(author.split())} (summarized by AI)"
 
 
-@model(name="summarizer", request=ExampleModelRequest, response=ExampleModelResponse)
+@model(
+    name="summarizer",
+    request=ExampleModelRequest,
+    response=ExampleModelResponse,
+    max_replicas=2,
+)
 class Summarizer:
     """Picks the most representative sentences of a document (extractive, TF-IDF ranked) and
     credits the author."""

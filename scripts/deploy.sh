@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 source "${VENV:-.venv}/bin/activate"
 export RAY_AUTH_MODE=token  # the same mode scripts/start.sh started Ray with
 export RAY_ADDRESS="http://127.0.0.1:${DASHBOARD_PORT:-8265}"
-serve deploy serve_config.yaml
+# serve_config.yaml with this environment's addresses, if any are set (scripts/render_config.py).
+serve deploy "$(python scripts/render_config.py)"
 echo "waiting for the applications to be RUNNING..."
 python scripts/wait_running.py --timeout "${START_TIMEOUT_S:-300}"

@@ -28,27 +28,63 @@ def test_serve_config_is_a_valid_serve_deploy_schema():
     schema = ServeDeploySchema.model_validate(config)
     apps = {app.name: app for app in schema.applications}
     assert apps["gateway"].route_prefix == "/"
-    for name in ("summarizer", "iris", "echo"):
+    for name in ("summarizer", "iris", "embedder", "echo"):
         assert apps[name].route_prefix is None
         assert apps[name].import_path == f"deployments.{name}:app"
         assert apps[name].runtime_env["env_vars"]["APP_REDIS_URL"]
 
 
-def test_every_autoscaled_model_in_serve_config_keeps_the_backlog_policy():
-    """Overriding autoscaling_config in YAML replaces it whole: the policy must be restated."""
+def test_every_model_autoscales_on_its_backlog_with_the_addresses_of_its_environment(monkeypatch):
+    """No model entry fixes a replica count or restates Serve's autoscaling_config: each one
+    builds its backlog policy from its @model bounds and the broker address of its env."""
+    import importlib
+
+    from app.core.settings import get_settings
+
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-    amqp_url = config["x-env"]["env_vars"]["APP_AMQP_URL"]
     for app in config["applications"]:
         if app["name"] == "gateway":
             continue  # Serve's own policy on ongoing requests
         for deployment in app.get("deployments", []):
-            autoscaling = deployment.get("autoscaling_config")
-            if autoscaling is None:
-                continue
-            policy = autoscaling["policy"]
-            assert policy["policy_function"].endswith(":QueueBacklogPolicy"), app["name"]
-            assert policy["policy_kwargs"]["queue"] == deployment["name"]
-            assert policy["policy_kwargs"]["amqp_url"] == amqp_url
+            assert "num_replicas" not in deployment, app["name"]
+            assert "autoscaling_config" not in deployment, app["name"]
+        amqp_url = "amqp://u:p@rabbit.internal:5672/"
+        monkeypatch.setenv("APP_AMQP_URL", amqp_url)  # what the app's runtime_env sets
+        get_settings.cache_clear()
+        module, _, attr = app["import_path"].partition(":")
+        built = getattr(importlib.import_module(module), attr)(app.get("args", {}))
+        options = built._bound_deployment._deployment_config.autoscaling_config
+        assert options is not None and options.max_replicas >= 2, app["name"]
+        policy = options.policy
+        assert policy.policy_function.endswith(":QueueBacklogPolicy")
+        assert policy.policy_kwargs["amqp_url"] == amqp_url
+        assert policy.policy_kwargs["queue"] == app["name"]
+    get_settings.cache_clear()
+
+
+def test_deploy_renders_the_addresses_and_http_bind_from_the_environment():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render", ROOT / "scripts/render_config.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    rendered = render.render(
+        config,
+        {
+            "APP_REDIS_URL": "redis://redis.internal:6379/0",
+            "APP_AMQP_URL": "amqp://u:p@rabbit.internal:5672/",
+            "SERVE_HTTP_HOST": "0.0.0.0",  # noqa: S104 - what a cluster binds
+            "SERVE_HTTP_PORT": "8001",
+        },
+    )
+    assert rendered["http_options"] == {"host": "0.0.0.0", "port": 8001}  # noqa: S104
+    for app in rendered["applications"]:
+        variables = app["runtime_env"]["env_vars"]
+        assert variables["APP_REDIS_URL"] == "redis://redis.internal:6379/0"
+        assert variables["APP_AMQP_URL"] == "amqp://u:p@rabbit.internal:5672/"
+    unchanged = render.render(yaml.safe_load((ROOT / "serve_config.yaml").read_text()), {})
+    assert unchanged["http_options"]["host"] == "127.0.0.1"
 
 
 def test_gateway_holds_idle_waiters_and_autoscales_with_serves_policy():
@@ -80,3 +116,27 @@ def test_every_model_app_in_serve_config_builds_from_its_args(monkeypatch):
         builder(app.get("args", {}))
     assert built["Summarizer"]["init"] == {"max_sentences": 3}
     assert built["Iris"]["overrides"] == {"cache_ttl_s": 3600}
+
+
+def test_the_kuberay_rayservice_runs_the_same_serve_applications():
+    from ray.serve.schema import ServeDeploySchema
+
+    service = yaml.safe_load((ROOT / "deploy/kuberay/rayservice.yaml").read_text())
+    assert service["kind"] == "RayService"
+    assert service["spec"]["rayClusterConfig"]["authOptions"]["mode"] == "token"
+    embedded = yaml.safe_load(service["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(embedded)
+    shipped = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+
+    def apps(config):
+        return {
+            a["name"]: (a["import_path"], a.get("args"), a.get("deployments"), a["route_prefix"])
+            for a in config["applications"]
+        }
+
+    assert apps(embedded) == apps(shipped)
+    for app in embedded["applications"]:
+        env = app["runtime_env"]["env_vars"]
+        assert "127.0.0.1" not in env["APP_REDIS_URL"] + env["APP_AMQP_URL"]
+        assert "APP_JWT_SECRET" not in env  # from the Kubernetes secret, never in the file
+    assert embedded["http_options"]["host"] == "0.0.0.0"  # noqa: S104
