@@ -343,9 +343,10 @@ class TaskConsumer:
                 error=f"process_request returned {type(response).__name__}, "
                 f"expected {self.spec.response.__name__}",
             )
-        answer = CachedResult(response.SerializeToString(), _json(response))
-        await self.remember(payload, answer)
-        return InferOutcome(Outcome.OK, response=answer.result)
+        result = response.SerializeToString()
+        if self._cache is not None:  # the JSON form only for the cache (the gateway makes its own)
+            await self.remember(payload, CachedResult(result, _json(response)))
+        return InferOutcome(Outcome.OK, response=result)
 
     async def _call_model(self, request: Message) -> Message:
         """One request through the model: in a batch when the model batches."""

@@ -22,7 +22,7 @@ ADMIN_ROUTES = [
     ("POST", "/admin/models/{m}/enable"),
     ("GET", "/admin/models/{m}/dead-letters"),
     ("POST", "/admin/models/{m}/dead-letters/replay"),
-    ("DELETE", "/admin/models/{m}/dead-letters"),
+    ("POST", "/admin/models/{m}/dead-letters/purge"),
     ("GET", "/status"),
 ]
 
@@ -165,7 +165,7 @@ async def test_dead_letters_listed_without_consuming_replayed_after_a_fix_and_pu
         assert document["status"] == "succeeded" and document["attempts"] == 1
     still = (await gateway.get(f"/admin/models/{name}/dead-letters", headers=admin)).json()
     assert [i["task_id"] for i in still["items"]] == ids[2:]
-    purged = await gateway.delete(f"/admin/models/{name}/dead-letters", headers=admin)
+    purged = await gateway.post(f"/admin/models/{name}/dead-letters/purge", headers=admin)
     assert purged.json() == {"model": name, "purged": 1}
     assert await harness.queue_length(harness.names.dead_letter) == 0
     gone = await gateway.get(f"/models/{name}/result", params={"task_id": ids[2]}, headers=headers)

@@ -41,7 +41,7 @@ MAX_LISTED = 1000
 @router.post(
     "/models/{name}/disable",
     response_model=SwitchOut,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 422, 503),
 )
 async def disable_model(
     name: ModelName,
@@ -65,7 +65,7 @@ async def disable_model(
 @router.post(
     "/models/{name}/enable",
     response_model=SwitchOut,
-    responses=error_responses(401, 403, 503),
+    responses=error_responses(401, 403, 422, 503),
 )
 async def enable_model(name: ModelName, admin: AdminUser, services: ServicesDep) -> SwitchOut:
     """Take new work for the model again."""
@@ -77,7 +77,7 @@ async def enable_model(name: ModelName, admin: AdminUser, services: ServicesDep)
 @router.get(
     "/models/{name}/dead-letters",
     response_model=DeadLettersOut,
-    responses=error_responses(401, 403, 404, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def list_dead_letters(
     name: ModelName,
@@ -111,7 +111,7 @@ async def list_dead_letters(
 @router.post(
     "/models/{name}/dead-letters/replay",
     response_model=ReplayedOut,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 422, 503),
 )
 async def replay_dead_letters(
     name: ModelName,
@@ -129,10 +129,10 @@ async def replay_dead_letters(
     return ReplayedOut(model=name, replayed=replayed)
 
 
-@router.delete(
-    "/models/{name}/dead-letters",
+@router.post(
+    "/models/{name}/dead-letters/purge",
     response_model=PurgedOut,
-    responses=error_responses(401, 403, 404, 503),
+    responses=error_responses(401, 403, 404, 422, 503),
 )
 async def purge_dead_letters(name: ModelName, admin: AdminUser, services: ServicesDep) -> PurgedOut:
     """Delete every dead letter of the model (their tasks stay `failed`)."""

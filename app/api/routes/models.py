@@ -57,7 +57,7 @@ async def list_models(user: CurrentUser, services: ServicesDep) -> list[ModelOut
 @router.get(
     "/models/{name}",
     response_model=ModelDetail,
-    responses=error_responses(401, 404, 503),
+    responses=error_responses(401, 404, 422, 503),
 )
 async def model_detail(name: ModelName, user: CurrentUser, services: ServicesDep) -> ModelDetail:
     """One model: version, schema fingerprint, queue depths, disabled or not, and every live
@@ -98,7 +98,7 @@ async def model_detail(name: ModelName, user: CurrentUser, services: ServicesDep
             "model's request and response messages and everything they import.",
             "content": {PROTOBUF_CONTENT_TYPE: {}},
         },
-        **error_responses(401, 404, 503),
+        **error_responses(401, 404, 422, 503),
     },
 )
 async def model_schema(name: ModelName, user: CurrentUser, services: ServicesDep) -> Response:
