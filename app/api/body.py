@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from google.protobuf.message import Message
@@ -19,6 +19,10 @@ from protos.codec import (
 )
 from protos.task_pb2 import Batch
 from protos.validation import MessageValidator
+
+if TYPE_CHECKING:
+    from app.catalog import LiveModel
+    from app.services import Services
 
 PROTOBUF_TYPES = {PROTOBUF_CONTENT_TYPE, "application/protobuf", "application/octet-stream"}
 JSON_TYPES = {"application/json", ""}
@@ -128,3 +132,22 @@ def decode_batch(
         except (DecodeFailed, JsonMismatch) as exc:
             raise InvalidInput(f"item {index}: {exc}") from exc
     return messages
+
+
+async def enabled_model_request(
+    services: Services, name: str, request: Request
+) -> tuple[LiveModel, Message]:
+    """The live, enabled model `name` and the request message its body holds (one message,
+    JSON or protobuf, within the body size limit): what a submit and a call start with.
+
+    Raises:
+        ModelNotFound, ModelDisabled, PayloadTooLarge, BadRequest, InvalidInput,
+        UnsupportedMediaType: each with its own status.
+    """
+    model = await services.catalog.get(name)
+    await services.ensure_enabled(name)
+    body = await read_capped(request, services.settings.max_body_bytes)
+    message = decode_request(
+        body, media_type(request), model.types.request, model.types.request_validator
+    )
+    return model, message

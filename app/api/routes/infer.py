@@ -6,7 +6,7 @@ import json
 
 from fastapi import APIRouter, Request, Response
 
-from app.api.body import decode_request, media_type, read_capped
+from app.api.body import enabled_model_request
 from app.api.deps import CurrentUser, ServicesDep
 from app.api.routes.tasks import ModelName, _body
 from app.api.schemas import error_responses
@@ -58,11 +58,6 @@ async def infer(
     name: ModelName, request: Request, user: CurrentUser, services: ServicesDep
 ) -> Response:
     """Run the model on one request and answer with its response message (no task)."""
-    model = await services.catalog.get(name)
-    await services.ensure_enabled(name)
-    body = await read_capped(request, services.settings.max_body_bytes)
-    message = decode_request(
-        body, media_type(request), model.types.request, model.types.request_validator
-    )
+    model, message = await enabled_model_request(services, name, request)
     outcome = await services.caller.infer(model.view, message.SerializeToString(deterministic=True))
     return answer(model, outcome, request)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response, status
 
-from app.api.body import decode_batch, decode_request, media_type, read_capped
+from app.api.body import decode_batch, enabled_model_request, media_type, read_capped
 from app.api.deps import CurrentUser, ServicesDep, SubmitOptionsDep
 from app.api.owned import load_owned
 from app.api.schemas import BatchAccepted, TaskAccepted, error_responses
@@ -51,12 +51,7 @@ async def submit_task(
     options: SubmitOptionsDep,
 ) -> TaskAccepted:
     """Queue a task for a model; the body is its request message as JSON or protobuf."""
-    model = await services.catalog.get(name)
-    await services.ensure_enabled(name)
-    body = await read_capped(request, services.settings.max_body_bytes)
-    message = decode_request(
-        body, media_type(request), model.types.request, model.types.request_validator
-    )
+    model, message = await enabled_model_request(services, name, request)
     [task_id] = await services.submitter.submit(
         model=model.view,
         owner=user,
