@@ -122,6 +122,11 @@ def write_report(
         "requests or tasks that did not end as expected.",
         "",
     ]
+    # Memory rows of figures not run this time stay, each with the run that measured it.
+    measured = {row.figure for row in sections.get("memory", [])}
+    kept_memory = [
+        line for line in previous.get("memory", []) if line.split(" | ")[0][2:] not in measured
+    ]
     for name in [*FIGURES, "memory"]:
         rows = sections.get(name)
         kept = previous.get(name)
@@ -133,11 +138,19 @@ def write_report(
             "|---|---|---|---|---|---|",
         ]
         lines += [row.markdown() for row in rows] if rows is not None else list(kept or [])
+        if name == "memory":
+            lines += kept_memory
         if rows is None:
             lines.append("")
             lines.append("(kept from the previous run)")
         lines.append("")
-    all_notes = [n for name in FIGURES for n in notes.get(name, [])] + ctx.notes
+    # Every figure's reading notes, run this time or kept (a kept row needs its note too).
+    all_notes = [
+        n
+        for name in FIGURES
+        if name in sections or name in previous
+        for n in notes.get(name) or importlib.import_module(f"benchmarks.figures.{name}").NOTES
+    ] + ctx.notes
     if all_notes:
         lines += ["How to read these:", *[f"- {note}" for note in all_notes], ""]
     path.write_text("\n".join(lines))
