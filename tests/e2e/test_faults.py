@@ -73,11 +73,20 @@ def test_replica_sigkilled_holding_work__its_tasks_redelivered_all_500_succeed(
     assert len(pids) == 2, pids
     victim = min(pids)
     accepted: dict[str, str] = {}
-    submitter = threading.Thread(
-        target=lambda: accepted.update(
-            submit_all(http, headers, name, [f"kill-{i}" for i in range(500)], delay_ms=300)
-        )
-    )
+
+    def submit_in_batches() -> None:
+        # Batches of 50: the backlog forms at once, however fast single submits are today.
+        for start in range(0, 500, 50):
+            texts = [f"kill-{i}" for i in range(start, start + 50)]
+            answer = http.post(
+                f"/models/{name}/batches",
+                json=[{"text": t, "delay_ms": 300} for t in texts],
+                headers=headers,
+            )
+            assert answer.status_code == 202, answer.text
+            accepted.update(zip(answer.json()["task_ids"], texts, strict=True))
+
+    submitter = threading.Thread(target=submit_in_batches)
     submitter.start()
     # Each replica holds at most 16 unacked deliveries: more than 16 unacked means both,
     # the victim included, are in the middle of tasks.

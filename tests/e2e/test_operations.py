@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deployments.echo import Echo
+from tests.e2e.conftest import PING_INTERVAL_S
 from tests.utils.e2e import submit, wait_for, wait_result
 
 
@@ -28,3 +29,104 @@ def test_model_detail_shows_each_replica_with_its_node_memory_and_work(http, aut
         assert 20 * 2**20 < replica["rss_bytes"] < 4 * 2**30  # a Python process's memory
         assert replica["uptime_s"] >= 0 and replica["last_ping"]
     assert len({r["pid"] for r in body["replicas"]}) == 2  # two processes
+
+
+def _consumers(queue: str) -> int | None:
+    """Consumers RabbitMQ counts on `queue` (rabbitmqctl), None if it has no such queue."""
+    import subprocess
+
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "consumers"],  # noqa: S607
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == queue:
+            return int(parts[1])
+    return None
+
+
+def test_a_replica_refused_later_stops_consuming(http, auth, deploy_model):
+    """The registry restarts and another model takes the name with other message types before
+    the running replica re-registers: that replica stops taking the queue's tasks (they are
+    no longer its model's) and fails its health check, instead of only logging it."""
+    import asyncio
+    import threading
+    import time
+
+    import ray
+
+    from app.core.settings import get_settings
+    from protos.descriptors import descriptor_set, fingerprint
+    from protos.iris_pb2 import IrisRequest, IrisResponse
+    from registry.client import RayRegistry
+    from registry.schemas import InstanceInfo, ModelInfo, RegistrationRefused
+
+    name = deploy_model(Echo)
+    wait_for(lambda: _consumers(name) == 1, timeout=30)
+    settings = get_settings()
+    registry = RayRegistry(
+        name=settings.registry_name,
+        namespace=settings.registry_namespace,
+        ping_interval_s=settings.ping_interval_s,
+        ping_timeout_s=settings.ping_timeout_s,
+    )
+    impostor = ModelInfo(
+        name=name,
+        request_type=IrisRequest.DESCRIPTOR.full_name,
+        response_type=IrisResponse.DESCRIPTOR.full_name,
+        descriptor_set=descriptor_set(IrisRequest, IrisResponse),
+        fingerprint=fingerprint(IrisRequest, IrisResponse),
+    )
+    instance = InstanceInfo(instance_id="impostor")
+
+    async def take_the_name() -> bool:
+        """Kill the registry (Ray restarts it, empty) and register first; False if the
+        replica's own re-registration won the race."""
+        actor = ray.get_actor(settings.registry_name, namespace=settings.registry_namespace)
+        ray.kill(actor, no_restart=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                await registry.register(impostor, instance)
+                return True
+            except RegistrationRefused:
+                return False
+            except Exception:  # noqa: BLE001 - restarting: try again at once
+                await asyncio.sleep(0.02)
+        raise AssertionError("the registry did not come back")
+
+    assert any(asyncio.run(take_the_name()) for _ in range(5)), "the replica always won"
+    # The other model stays alive (it re-registers, as its replicas would).
+    stop = threading.Event()
+
+    def keep_alive() -> None:
+        while not stop.wait(PING_INTERVAL_S / 2):
+            asyncio.run(registry.register(impostor, instance))
+
+    alive = threading.Thread(target=keep_alive, daemon=True)
+    alive.start()
+    try:
+        # Its next re-registration is refused: it stops consuming, and its replacements are
+        # refused at start, so nothing consumes the queue any more.
+        wait_for(lambda: _consumers(name) == 0, timeout=10 * PING_INTERVAL_S + 10)
+        time.sleep(3 * PING_INTERVAL_S)
+        assert _consumers(name) == 0
+        # The name stays the other model's: the refused replica did not win it back.
+        listed_type = wait_for(lambda: _listed_types(http, auth(), name), timeout=10)
+        assert listed_type == IrisRequest.DESCRIPTOR.full_name
+    finally:
+        stop.set()
+        alive.join()
+        asyncio.run(registry.logout(name, "impostor"))
+
+
+def _listed_types(http, headers, name):
+    answer = http.get("/models", headers=headers)
+    for model in answer.json() if answer.status_code == 200 else []:
+        if model["name"] == name:
+            return model["request_type"]
+    return None
