@@ -16,23 +16,12 @@ import httpx
 import pytest
 
 from deployments.echo import Echo
-from tests.utils.e2e import finish_all, listed, submit, submit_all, wait_for
+from tests.utils.e2e import finish_all, listed, queue_stat, submit, submit_all, wait_for
 
 
 def _unacked(queue: str) -> int:
-    """Messages of `queue` delivered to consumers and not yet acknowledged (rabbitmqctl)."""
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "messages_unacknowledged"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == queue:
-            return int(parts[1])
-    return 0
+    """Messages of `queue` delivered to consumers and not yet acknowledged."""
+    return queue_stat(queue, "messages_unacknowledged") or 0
 
 
 def _replica_pids(http, headers, name: str) -> set[int]:

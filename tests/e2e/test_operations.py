@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from deployments.echo import Echo
 from tests.e2e.conftest import PING_INTERVAL_S
-from tests.utils.e2e import submit, wait_for, wait_result
+from tests.utils.e2e import queue_stat, submit, wait_for, wait_result
 
 
 def test_model_detail_shows_each_replica_with_its_node_memory_and_work(http, auth, deploy_model):
@@ -32,21 +32,7 @@ def test_model_detail_shows_each_replica_with_its_node_memory_and_work(http, aut
 
 
 def _consumers(queue: str) -> int | None:
-    """Consumers RabbitMQ counts on `queue` (rabbitmqctl), None if it has no such queue."""
-    import subprocess
-
-    out = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "consumers"],  # noqa: S607
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == queue:
-            return int(parts[1])
-    return None
+    return queue_stat(queue, "consumers")
 
 
 def test_a_replica_refused_later_stops_consuming(http, auth, deploy_model):

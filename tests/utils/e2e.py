@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import concurrent.futures
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+
+def queue_stat(queue: str, column: str) -> int | None:
+    """One `rabbitmqctl list_queues` column of `queue` (e.g. `consumers`,
+    `messages_unacknowledged`); None when there is no such queue."""
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", column],  # noqa: S607
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == queue:
+            return int(parts[1])
+    return None
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
