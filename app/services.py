@@ -25,6 +25,7 @@ from app.notifications import TaskNotifications
 from app.submission import Submitter
 from protos.task_pb2 import WebhookJob
 from registry.client import RayRegistry, Registry, report_metrics_forever
+from registry.schemas import InstanceDetail, ReplicaStatus
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,20 @@ class Services:
 
     async def enqueue_webhook(self, task_id: str) -> None:
         await self.webhooks.enqueue(task_id)
+
+    async def replica_reports(self) -> list[tuple[str, InstanceDetail, ReplicaStatus]]:
+        """Every live replica that has reported a status: its model, its registry entry and
+        its latest report (node, memory, counts).
+
+        Raises:
+            RegistryUnavailable: the registry did not answer.
+        """
+        reports = []
+        for model in await self.catalog.live():
+            for detail in await self.registry.instances(model.view.name) or []:
+                if detail.status is not None:
+                    reports.append((model.view.name, detail, detail.status))
+        return reports
 
     async def ensure_enabled(self, model: str) -> None:
         """Refuse new work for a model an admin disabled.

@@ -14,11 +14,10 @@ import psutil
 from fastapi import APIRouter, Body, Query
 
 from app.api.deps import AdminUser, ServicesDep
-from app.api.routes.models import ModelName
+from app.api.routes.models import ModelName, disabled_out
 from app.api.schemas import (
     DeadLetterOut,
     DeadLettersOut,
-    DisabledOut,
     DisableIn,
     NodeOut,
     PurgedOut,
@@ -56,10 +55,7 @@ async def disable_model(
     reason = body.reason if body else ""
     flag = await services.switches.disable(name, by=admin, reason=reason)
     audit.warning("admin %s disabled model %s (reason: %r)", admin, name, reason)
-    return SwitchOut(
-        model=name,
-        disabled=DisabledOut(by=flag.by, at=datetime.fromtimestamp(flag.at, UTC), reason=reason),
-    )
+    return SwitchOut(model=name, disabled=disabled_out(flag))
 
 
 @router.post(
@@ -147,23 +143,19 @@ async def platform_status(admin: AdminUser, services: ServicesDep) -> StatusOut:
     replica's memory, the platform version and the time."""
     nodes: dict[str, NodeOut] = {}
     replicas: dict[str, int] = {}
-    for model in await services.catalog.live():
-        for detail in await services.registry.instances(model.view.name) or []:
-            status = detail.status
-            if status is None:
-                continue
-            replicas[f"{model.view.name}/{detail.instance_id}"] = status.rss_bytes
-            node = nodes.setdefault(
-                status.node_id,
-                NodeOut(
-                    node_id=status.node_id,
-                    address=status.node_address,
-                    memory_total_bytes=status.node_memory_total_bytes,
-                    memory_available_bytes=status.node_memory_available_bytes,
-                    replicas=0,
-                ),
-            )
-            node.replicas += 1
+    for name, detail, status in await services.replica_reports():
+        replicas[f"{name}/{detail.instance_id}"] = status.rss_bytes
+        node = nodes.setdefault(
+            status.node_id,
+            NodeOut(
+                node_id=status.node_id,
+                address=status.node_address,
+                memory_total_bytes=status.node_memory_total_bytes,
+                memory_available_bytes=status.node_memory_available_bytes,
+                replicas=0,
+            ),
+        )
+        node.replicas += 1
     memory = psutil.virtual_memory()
     audit.info("admin %s read the platform status", admin)
     return StatusOut(

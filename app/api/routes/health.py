@@ -33,6 +33,7 @@ from app.core.metrics import (
 from app.core.store import StoreError
 from app.services import Services
 from registry.client import RegistryUnavailable
+from registry.schemas import ReplicaStatus
 
 logger = logging.getLogger(__name__)
 
@@ -45,32 +46,37 @@ async def live() -> HealthOut:
     return HealthOut(status="ok")
 
 
+async def _redis_state(services: Services) -> str:
+    try:
+        await asyncio.wait_for(services.store.ping(), services.settings.io_timeout_s)
+    except (StoreError, TimeoutError) as exc:
+        return f"down: {exc or 'timeout'}"
+    return "ok"
+
+
+async def _rabbitmq_state(services: Services) -> str:
+    try:
+        ok = await asyncio.wait_for(
+            services.publisher.is_connected(), services.settings.io_timeout_s
+        )
+    except TimeoutError:
+        ok = False
+    return "ok" if ok else "down"
+
+
+async def _registry_state(services: Services) -> str:
+    try:
+        await services.catalog.snapshot()
+    except AppError as exc:
+        return f"down: {exc.detail}"
+    return "ok"
+
+
 async def readiness(services: Services) -> dict[str, str]:
     """Whether Redis, RabbitMQ and the registry answer: "ok", or why not, for each."""
-    timeout = services.settings.io_timeout_s
-
-    async def redis() -> str:
-        try:
-            await asyncio.wait_for(services.store.ping(), timeout)
-        except (StoreError, TimeoutError) as exc:
-            return f"down: {exc or 'timeout'}"
-        return "ok"
-
-    async def rabbitmq() -> str:
-        try:
-            ok = await asyncio.wait_for(services.publisher.is_connected(), timeout)
-        except TimeoutError:
-            ok = False
-        return "ok" if ok else "down"
-
-    async def registry() -> str:
-        try:
-            await services.catalog.snapshot()
-        except AppError as exc:
-            return f"down: {exc.detail}"
-        return "ok"
-
-    results = await asyncio.gather(redis(), rabbitmq(), registry())
+    results = await asyncio.gather(
+        _redis_state(services), _rabbitmq_state(services), _registry_state(services)
+    )
     return dict(zip(("redis", "rabbitmq", "registry"), results, strict=True))
 
 
@@ -111,7 +117,7 @@ async def metrics(services: ServicesDep) -> Response:
     inflight = gauge_values(snapshot, TASKS_IN_FLIGHT)
     gauges = [Gauge(LIVE_MODELS, (), float(len(live)))]
     gauges += await _dependency_gauges(services, registry_up=registry_up)
-    gauges += await _replica_gauges(services, [m.view.name for m in live])
+    gauges += await _replica_gauges(services)
     for name in await _disabled(services):
         gauges.append(Gauge(MODEL_DISABLED, (name,), 1.0))
     for model in live:
@@ -131,44 +137,29 @@ async def metrics(services: ServicesDep) -> Response:
 
 async def _dependency_gauges(services: Services, *, registry_up: bool) -> list[Gauge]:
     """Whether Redis, RabbitMQ and the registry answered this scrape (alerts watch these)."""
-    timeout = services.settings.io_timeout_s
-    try:
-        await asyncio.wait_for(services.store.ping(), timeout)
-        redis_up = True
-    except (StoreError, TimeoutError):
-        redis_up = False
-    try:
-        rabbit_up = await asyncio.wait_for(services.publisher.is_connected(), timeout)
-    except TimeoutError:
-        rabbit_up = False
+    redis, rabbitmq = await asyncio.gather(_redis_state(services), _rabbitmq_state(services))
     return [
-        Gauge(DEPENDENCY_UP, ("redis",), float(redis_up)),
-        Gauge(DEPENDENCY_UP, ("rabbitmq",), float(rabbit_up)),
+        Gauge(DEPENDENCY_UP, ("redis",), float(redis == "ok")),
+        Gauge(DEPENDENCY_UP, ("rabbitmq",), float(rabbitmq == "ok")),
         Gauge(DEPENDENCY_UP, ("registry",), float(registry_up)),
     ]
 
 
-async def _replica_gauges(services: Services, models: list[str]) -> list[Gauge]:
+async def _replica_gauges(services: Services) -> list[Gauge]:
     """Memory of every replica and of the nodes they run on, from their latest reports."""
+    try:
+        reports = await services.replica_reports()
+    except (AppError, RegistryUnavailable, TimeoutError):
+        return []
     gauges: list[Gauge] = []
-    nodes: dict[str, tuple[str, int, int]] = {}
-    for name in models:
-        try:
-            details = await services.registry.instances(name) or []
-        except (RegistryUnavailable, TimeoutError):
-            return gauges
-        for detail in details:
-            status = detail.status
-            if status is None:
-                continue
-            replica = (name, detail.instance_id, status.node_id)
-            gauges.append(Gauge(REPLICA_MEMORY, replica, float(status.rss_bytes)))
-            nodes[status.node_id] = (
-                status.node_address,
-                status.node_memory_total_bytes,
-                status.node_memory_available_bytes,
-            )
-    for node, (address, total, available) in sorted(nodes.items()):
+    nodes: dict[str, ReplicaStatus] = {}
+    for name, detail, status in reports:
+        replica = (name, detail.instance_id, status.node_id)
+        gauges.append(Gauge(REPLICA_MEMORY, replica, float(status.rss_bytes)))
+        nodes[status.node_id] = status
+    for node, status in sorted(nodes.items()):
+        address = status.node_address
+        total, available = status.node_memory_total_bytes, status.node_memory_available_bytes
         gauges.append(Gauge(NODE_MEMORY, (node, address, "total"), float(total)))
         gauges.append(Gauge(NODE_MEMORY, (node, address, "available"), float(available)))
     return gauges

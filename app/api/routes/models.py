@@ -18,6 +18,8 @@ from app.api.schemas import (
     ReplicaOut,
     error_responses,
 )
+from app.core.broker import QueueNames
+from app.core.switches import Disabled
 from app.services import Services
 from protos.codec import PROTOBUF_CONTENT_TYPE
 from registry.schemas import InstanceDetail
@@ -65,8 +67,8 @@ async def model_detail(name: ModelName, user: CurrentUser, services: ServicesDep
     model = await services.catalog.get(name)
     # None: a registry that restarted a moment ago and does not know the model yet.
     instances = await services.registry.instances(name) or []
-    work, dead = name, f"{name}.dlq"
-    lengths = await _queue_lengths(services, [work, dead])
+    queues = QueueNames.for_model(name)
+    lengths = await _queue_lengths(services, [queues.work, queues.dead_letter])
     flag = await services.switches.get(name)
     replicas = [_replica(detail) for detail in instances]
     view = model.view
@@ -78,13 +80,11 @@ async def model_detail(name: ModelName, user: CurrentUser, services: ServicesDep
         response_type=view.response_type,
         fingerprint=view.fingerprint,
         cached=view.cache_ttl_s > 0,
-        disabled=None
-        if flag is None
-        else DisabledOut(by=flag.by, at=_utc(flag.at), reason=flag.reason),
+        disabled=None if flag is None else disabled_out(flag),
         queue=QueueOut(
-            ready=lengths.get(work),
+            ready=lengths.get(queues.work),
             unacked=sum(r.tasks_in_flight for r in replicas),
-            dead_letters=lengths.get(dead),
+            dead_letters=lengths.get(queues.dead_letter),
         ),
         replicas=replicas,
     )
@@ -144,6 +144,11 @@ def _replica(detail: InstanceDetail) -> ReplicaOut:
         last_ping=_utc(detail.last_seen),
         missed_pings=detail.missed_pings,
     )
+
+
+def disabled_out(flag: Disabled) -> DisabledOut:
+    """How a disabled flag is shown (model detail, admin answers)."""
+    return DisabledOut(by=flag.by, at=_utc(flag.at), reason=flag.reason)
 
 
 def _utc(epoch_s: float) -> datetime:
