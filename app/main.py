@@ -183,7 +183,7 @@ def build_gateway(**options: Any) -> Any:
     """
     from ray import serve
 
-    from app.webhook_replica import WebhookReplica
+    from app.webhooks.replica import WebhookReplica
 
     defaults: dict[str, Any] = {
         "name": "gateway",

@@ -19,7 +19,7 @@ from app.core.settings import Settings
 from app.core.store import ResultStore, StoreError, Transition
 from app.core.switches import ModelSwitches
 from app.core.users import UserStore
-from app.core.webhooks import declare_webhook_queues
+from app.core.webhook_queue import declare_webhook_queues
 from app.inference import ModelCaller, Replicas, ServeReplicas
 from app.notifications import TaskNotifications
 from app.submission import Submitter

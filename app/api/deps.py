@@ -10,14 +10,14 @@ from fastapi.security import OAuth2PasswordBearer
 from app.core.errors import CallbackNotAllowed, Forbidden, InvalidInput, Unauthorized
 from app.core.security import login_from_token
 from app.core.users import ROLE_ADMIN
-from app.core.webhooks import (
+from app.services import Services
+from app.submission import SubmitOptions
+from app.webhooks.targets import (
     CALLBACK_URL_PATTERN,
     CallbackInvalid,
     CallbackRefused,
     check_callback_url,
 )
-from app.services import Services
-from app.submission import SubmitOptions
 
 # auto_error=False: a missing token becomes our own 401 with the common error shape.
 _bearer = OAuth2PasswordBearer(tokenUrl="login", auto_error=False)

@@ -38,7 +38,7 @@ from app.core.metrics import (
     MetricsRecorder,
 )
 from app.core.store import ResultStore, StoreError, Transition
-from app.core.webhooks import declare_webhook_queues
+from app.core.webhook_queue import declare_webhook_queues
 from deployments._contract import InvalidInput, ModelSpec, progress_reporter
 from deployments._runtime.batching import Batcher, check_results
 from deployments._runtime.progress import ProgressWriter

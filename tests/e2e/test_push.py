@@ -11,7 +11,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from app.core.webhooks import SIGNATURE_HEADER, verify_signature
+from app.webhooks.targets import SIGNATURE_HEADER, verify_signature
 from deployments.echo import Echo
 from tests.utils.e2e import listed, parse_events, submit, wait_for, wait_result
 from tests.utils.models import Counting, Progressing

@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from app.core.webhooks import SIGNATURE_HEADER, verify_signature
-from app.webhook_dispatcher import WebhookDispatcher
+from app.webhooks.dispatcher import WebhookDispatcher
+from app.webhooks.targets import SIGNATURE_HEADER, verify_signature
 from deployments.echo import Echo
 from tests.utils.webhooks import Receiver
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app.core.webhooks import (
+from app.webhooks.targets import (
     CallbackInvalid,
     CallbackRefused,
     check_callback_url,

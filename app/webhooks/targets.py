@@ -1,4 +1,4 @@
-"""Webhooks: which callback URLs are allowed, how a delivery is signed, and its durable queue.
+"""Webhooks: which callback URLs are allowed, and how a delivery is signed.
 
 A receiver verifies a delivery like this (the secret is `APP_WEBHOOK_SECRET`)::
 
@@ -18,8 +18,6 @@ import re
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
-
-from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from protos.json_schema import digits_up_to
 
@@ -128,23 +126,3 @@ def must_check_addresses(url: str, allowed: Sequence[str]) -> bool:
     """True when the host was allowed only by `*`: its resolved addresses must be public."""
     host = (urlsplit(url).hostname or "").lower().rstrip(".")
     return not _listed(host, allowed)
-
-
-def retry_queue(queue: str, attempt: int) -> str:
-    return f"{queue}.retry.{attempt}"
-
-
-async def declare_webhook_queues(
-    channel: AbstractChannel, queue: str, *, max_attempts: int
-) -> AbstractQueue:
-    """The delivery queue and its per-attempt waiting rooms (a delivery to retry sits in
-    `<queue>.retry.N` for its backoff, then dead-letters back). Declared the same way by
-    everyone who publishes to it, so whichever starts first creates it."""
-    main = await channel.declare_queue(queue, durable=True)
-    for attempt in range(1, max_attempts):
-        await channel.declare_queue(
-            retry_queue(queue, attempt),
-            durable=True,
-            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue},
-        )
-    return main

@@ -2,7 +2,7 @@
 
 A task that ends with a callback gets a `WebhookJob` on the webhook queue (published, with a
 confirm, by whoever made it final, before that component acknowledged its own work). This
-consumer loads the task, signs its document (HMAC-SHA256, `app.core.webhooks`) and POSTs it.
+consumer loads the task, signs its document (HMAC-SHA256, `app.webhooks.targets`) and POSTs it.
 A failed attempt goes to the per-attempt waiting room `<queue>.retry.N` for its backoff and
 comes back; after the last attempt the delivery is recorded `failed`. The outcome of every
 attempt is written to the task document. Delivery is at least once: a receiver may see a
@@ -26,13 +26,12 @@ from app.core.broker import BROKER_ERRORS, BrokerError, persistent_message, publ
 from app.core.metrics import WEBHOOK_DELIVERIES, MetricsRecorder
 from app.core.settings import Settings
 from app.core.store import ResultStore, StoreError, now
-from app.core.webhooks import (
+from app.core.webhook_queue import declare_webhook_queues, retry_queue
+from app.webhooks.targets import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
-    declare_webhook_queues,
     is_public,
     must_check_addresses,
-    retry_queue,
     sign,
 )
 from protos.task_pb2 import WebhookJob

@@ -14,7 +14,7 @@ from app.core.logging import configure_logging
 from app.core.metrics import MetricsRecorder
 from app.core.settings import get_settings
 from app.core.store import ResultStore
-from app.webhook_dispatcher import WebhookDispatcher
+from app.webhooks.dispatcher import WebhookDispatcher
 from registry.client import RayRegistry, report_metrics_forever
 
 DRAIN_TIMEOUT_S = 10.0

@@ -1,0 +1,25 @@
+"""The durable webhook queue: everyone who publishes deliveries to it declares it alike."""
+
+from __future__ import annotations
+
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+
+def retry_queue(queue: str, attempt: int) -> str:
+    return f"{queue}.retry.{attempt}"
+
+
+async def declare_webhook_queues(
+    channel: AbstractChannel, queue: str, *, max_attempts: int
+) -> AbstractQueue:
+    """The delivery queue and its per-attempt waiting rooms (a delivery to retry sits in
+    `<queue>.retry.N` for its backoff, then dead-letters back). Declared the same way by
+    everyone who publishes to it, so whichever starts first creates it."""
+    main = await channel.declare_queue(queue, durable=True)
+    for attempt in range(1, max_attempts):
+        await channel.declare_queue(
+            retry_queue(queue, attempt),
+            durable=True,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue},
+        )
+    return main
