@@ -4,8 +4,8 @@
     python -m app.admin demote LOGIN
 
 It writes the role into the user's record in the Redis of `APP_REDIS_URL` (and
-`APP_REDIS_PREFIX`), the same settings the gateway reads. Logins listed in `APP_ADMIN_LOGINS`
-are admins without it.
+`APP_REDIS_PREFIX`), the same settings the gateway reads. This is the only way to make an
+admin: registering never grants it. Gateways honour a change within `APP_ACCOUNT_CACHE_S`.
 """
 
 from __future__ import annotations

@@ -15,10 +15,21 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.middleware import MetricsMiddleware
-from app.api.routes import admin, auth, docs, health, infer, models, oip, results, tasks
+from app.api.routes import (
+    account,
+    admin,
+    auth,
+    docs,
+    health,
+    infer,
+    models,
+    oip,
+    results,
+    tasks,
+)
 from app.api.routes.oip import oip_error_body
 from app.core.broker import BrokerError
-from app.core.errors import AppError, Unavailable
+from app.core.errors import AppError, PayloadTooLarge, Unavailable
 from app.core.logging import configure_logging
 from app.core.metrics import MetricsRecorder
 from app.core.settings import Settings, get_settings
@@ -98,10 +109,14 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
+    # The routes' body caps (app.api.routing) read the settings from here.
+    app.state.settings = settings
     routers = (
         auth.router,
+        account.router,
         models.router,
         tasks.router,
+        tasks.batch_router,
         results.router,
         infer.router,
         oip.router,
@@ -153,6 +168,8 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
             {"loc": list(error.get("loc", ())), "msg": error.get("msg", "")}
             for error in exc.errors()
         ]
+    elif isinstance(exc, StarletteHTTPException) and exc.status_code == 413:
+        status, code, detail = 413, PayloadTooLarge.code, exc.detail  # a route's body cap
     elif isinstance(exc, StarletteHTTPException):
         status, detail = exc.status_code, exc.detail
         headers = dict(exc.headers) if exc.headers else None

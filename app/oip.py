@@ -21,7 +21,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from protos.codec import message_to_dict
+from protos.codec import DecodeFailed, load_json, message_to_dict
 
 FD = FieldDescriptor
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -85,15 +85,17 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], 
     """The JSON part of an inference request, and what binary data follows it."""
     try:
         if header_length is None:
-            return json.loads(body), b""
+            return load_json(body), b""
         length = int(header_length)
         if not 0 < length <= len(body):
             raise TensorError(f"{HEADER_LENGTH} {length} does not fit a body of {len(body)} bytes")
-        return json.loads(body[:length]), body[length:]
-    except (ValueError, UnicodeDecodeError) as exc:
+        return load_json(body[:length]), body[length:]
+    except DecodeFailed as exc:
+        raise TensorError(f"the inference request is not valid: {exc}") from exc
+    except ValueError as exc:
         if isinstance(exc, TensorError):
             raise
-        raise TensorError(f"the inference request is not valid JSON: {exc}") from exc
+        raise TensorError(f"{HEADER_LENGTH} is not a number: {exc}") from exc
 
 
 def request_message(

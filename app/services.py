@@ -14,11 +14,15 @@ from app.core.cache import ResultCache
 from app.core.dead_letters import DeadLetters
 from app.core.errors import ModelDisabled
 from app.core.idempotency import IdempotencyKeys
+from app.core.login_throttle import LoginPolicy, LoginThrottle
 from app.core.metrics import TASKS_FINISHED, MetricsRecorder
+from app.core.ratelimit import TokenBuckets
+from app.core.secrets import SigningKey
+from app.core.security import PasswordHashing
 from app.core.settings import Settings
 from app.core.store import ResultStore, StoreError, Transition
 from app.core.switches import ModelSwitches
-from app.core.users import UserStore
+from app.core.users import AccountCache, UserStore
 from app.core.webhook_queue import declare_webhook_queues
 from app.inference import ModelCaller, Replicas, ServeReplicas
 from app.notifications import TaskNotifications
@@ -77,6 +81,12 @@ class Services:
     webhooks: _WebhookQueue
     switches: ModelSwitches
     dead_letters: DeadLetters
+    signing_key: SigningKey
+    accounts: AccountCache
+    passwords: PasswordHashing
+    logins: LoginThrottle
+    # Per-client-address buckets (registrations).
+    address_buckets: TokenBuckets
     # Names this gateway process's metrics in the registry.
     source_id: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -112,10 +122,12 @@ class Services:
             default_timeout_s=settings.infer_timeout_s,
         )
         webhooks = _WebhookQueue(settings, publisher, store)
+        users = UserStore(store.redis, prefix=settings.redis_prefix)
+        configured_key = settings.jwt_secret
         services = cls(
             settings=settings,
             store=store,
-            users=UserStore(store.redis, prefix=settings.redis_prefix),
+            users=users,
             publisher=publisher,
             # Instances re-register every ping interval: a restarted registry knows them all
             # again within one; three leave room for a slow one.
@@ -147,6 +159,26 @@ class Services:
                 store.redis, prefix=settings.redis_prefix, cache_s=settings.disabled_cache_s
             ),
             dead_letters=DeadLetters(publisher, store),
+            signing_key=SigningKey(
+                store.redis,
+                prefix=settings.redis_prefix,
+                configured=configured_key.get_secret_value() if configured_key else None,
+            ),
+            accounts=AccountCache(users, ttl_s=settings.account_cache_s),
+            passwords=PasswordHashing(
+                workers=settings.password_hash_workers, queue=settings.password_hash_queue
+            ),
+            logins=LoginThrottle(
+                store.redis,
+                prefix=settings.redis_prefix,
+                policy=LoginPolicy(
+                    per_login_and_address=settings.login_failures_per_login,
+                    per_address=settings.login_failures_per_address,
+                    max_delay_s=settings.login_max_delay_s,
+                    window_s=settings.login_failure_window_s,
+                ),
+            ),
+            address_buckets=TokenBuckets(store.redis, prefix=f"{settings.redis_prefix}:rate-of"),
         )
         services.notifications.on_expired = services.finished
         return services
@@ -211,3 +243,4 @@ class Services:
         await self.notifications.close()
         await self.publisher.close()
         await self.store.close()
+        self.passwords.close()

@@ -19,6 +19,10 @@ from protos.validation import MessageValidator
 
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 JSON_CONTENT_TYPE = "application/json"
+# Deepest nesting of arrays and objects a JSON body may have (protobuf's own JSON parser stops
+# at 100; no request message nests this deep). Deeper bodies are refused before anything
+# recursive (a schema validator, the protobuf parser) walks them.
+MAX_JSON_DEPTH = 64
 
 
 class DecodeFailed(ValueError):
@@ -38,11 +42,43 @@ def message_from_json(
         DecodeFailed: the body is not JSON at all.
         JsonMismatch: the JSON is not an object or does not match the message.
     """
+    return message_from_dict(load_json(body), message_cls, validator)
+
+
+def load_json(body: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a JSON body whose arrays and objects nest at most `max_depth` deep.
+
+    Raises:
+        DecodeFailed: not JSON, or nested deeper than `max_depth`.
+    """
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeFailed(f"body is not valid JSON: {exc}") from exc
-    return message_from_dict(data, message_cls, validator)
+    except RecursionError as exc:
+        raise DecodeFailed(f"JSON nested deeper than {max_depth} levels") from exc
+    raw = body.encode() if isinstance(body, str) else body
+    # Fewer brackets than the limit cannot nest past it: the walk is for the rare rest.
+    if raw.count(b"[") + raw.count(b"{") > max_depth and _depth(data) > max_depth:
+        raise DecodeFailed(f"JSON nested deeper than {max_depth} levels")
+    return data
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in a parsed JSON value (iterative: no recursion)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def message_from_dict(

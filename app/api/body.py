@@ -1,8 +1,7 @@
-"""Reading a task body: size-capped while streaming, then decoded by its content type."""
+"""Decoding a task body by its content type (its size is capped where its route is included)."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -13,6 +12,7 @@ from protos.codec import (
     PROTOBUF_CONTENT_TYPE,
     DecodeFailed,
     JsonMismatch,
+    load_json,
     message_from_bytes,
     message_from_dict,
     message_from_json,
@@ -26,26 +26,6 @@ if TYPE_CHECKING:
 
 PROTOBUF_TYPES = {PROTOBUF_CONTENT_TYPE, "application/protobuf", "application/octet-stream"}
 JSON_TYPES = {"application/json", ""}
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            too_big = int(declared) > limit
-        except ValueError as exc:
-            raise BadRequest("invalid Content-Length header") from exc
-        if too_big:
-            raise PayloadTooLarge(f"body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def media_type(request: Request) -> str:
@@ -109,9 +89,9 @@ def decode_batch(
 
     elif content_type in JSON_TYPES or content_type.endswith("+json"):
         try:
-            items = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from exc
+            items = load_json(body)
+        except DecodeFailed as exc:
+            raise BadRequest(str(exc)) from exc
         if not isinstance(items, list):
             raise InvalidInput("a batch is a JSON array of request messages")
 
@@ -146,7 +126,7 @@ async def enabled_model_request(
     """
     model = await services.catalog.get(name)
     await services.ensure_enabled(name)
-    body = await read_capped(request, services.settings.max_body_bytes)
+    body = await request.body()  # capped where the route is included (413 past the cap)
     message = decode_request(
         body, media_type(request), model.types.request, model.types.request_validator
     )

@@ -38,21 +38,30 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def current_user(
     services: ServicesDep, token: Annotated[str | None, Depends(_bearer)]
 ) -> str:
-    """The login of the bearer token's owner."""
+    """The login of the bearer token's owner, whose account must still exist."""
     if not token:
         raise Unauthorized("missing bearer token")
-    return login_from_token(token, services.settings)
+    login = login_from_token(token, await services.signing_key.get())
+    if await services.accounts.role(login) is None:
+        raise Unauthorized("the token's account does not exist")
+    return login
 
 
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
+async def client_address(request: Request) -> str:
+    """The address the request came from (what per-address limits count)."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+
+
 async def current_admin(user: CurrentUser, services: ServicesDep) -> str:
-    """The login of the bearer token's owner, who must be an admin: named in
-    `APP_ADMIN_LOGINS`, or promoted (`python -m app.admin promote LOGIN`)."""
-    if user not in services.settings.admin_logins and await services.users.role(user) != (
-        ROLE_ADMIN
-    ):
+    """The login of the bearer token's owner, who must be an admin (promoted with
+    `python -m app.admin promote LOGIN`)."""
+    if await services.accounts.role(user) != ROLE_ADMIN:
         raise Forbidden("this needs an admin")
     return user
 
@@ -72,7 +81,8 @@ async def submit_options(
             max_length=2048,
             pattern=CALLBACK_URL_PATTERN,
             description="POST the task's final document here (http or https, signed with "
-            "HMAC-SHA256; see the README). A host off the webhook allow-list is a 403.",
+            "your own secret as Standard Webhooks says: GET /account/webhook-secret). A host "
+            "off the webhook allow-list is a 403.",
         ),
     ] = None,
     deadline_s: Annotated[
@@ -99,7 +109,7 @@ async def submit_options(
     """What a submit may carry besides its body."""
     if callback_url is not None:
         try:
-            check_callback_url(callback_url, services.settings.webhook_allowed_hosts)
+            check_callback_url(callback_url, services.settings.callback_hosts)
         except CallbackInvalid as exc:
             raise InvalidInput(str(exc)) from exc
         except CallbackRefused as exc:

@@ -30,6 +30,21 @@ class UserOut(BaseModel):
     login: str
 
 
+class AccountOut(BaseModel):
+    login: str
+    role: str = Field(description="user, or admin.")
+
+
+class WebhookSecretOut(BaseModel):
+    secret: str = Field(
+        description="Verifies your deliveries (Standard Webhooks: `whsec_` + base64 key)."
+    )
+    previous: str | None = Field(
+        description="The secret before the last rotation, still signing deliveries during "
+        "the grace period."
+    )
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
@@ -53,7 +68,7 @@ class ModelOut(BaseModel):
 
 
 class DisabledOut(BaseModel):
-    by: str = Field(description="The admin who disabled the model.")
+    by: str | None = Field(description="The admin who disabled the model (shown to admins).")
     at: datetime
     reason: str
 
@@ -66,9 +81,9 @@ class QueueOut(BaseModel):
 
 class ReplicaOut(BaseModel):
     replica_id: str
-    node_id: str = Field(description="Ray node the replica runs on.")
-    node_address: str
-    pid: int
+    node_id: str | None = Field(description="Ray node the replica runs on (shown to admins).")
+    node_address: str | None = Field(description="The node's address (shown to admins).")
+    pid: int | None = Field(description="The replica's process id (shown to admins).")
     state: str = Field(description="running, or refused (its name was taken; it stops).")
     rss_bytes: int = Field(description="Resident memory of the replica's process.")
     cpu_percent: float = Field(description="CPU use since its previous report (100 = 1 core).")

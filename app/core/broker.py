@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractQueue,
     AbstractRobustConnection,
     DeliveryMode,
 )
@@ -36,6 +38,10 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     # also covers our own BrokerError.
     RuntimeError,
 )
+
+
+# How long a queue length read from RabbitMQ is served again (routes and scrapes share it).
+QUEUE_STATS_TTL_S = 1.0
 
 
 class BrokerError(RuntimeError):
@@ -131,6 +137,11 @@ class Publisher:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
+        # Queue lengths: a channel and queue objects kept for looking, and the last answers.
+        self._stats_channel: AbstractChannel | None = None
+        self._stats_queues: dict[str, AbstractQueue] = {}
+        self._stats_lock = asyncio.Lock()
+        self._lengths: dict[str, tuple[float, int | None]] = {}
 
     async def _get_channel(self) -> AbstractChannel:
         if self._channel is not None and not self._channel.is_closed:
@@ -205,28 +216,56 @@ class Publisher:
                 except BROKER_ERRORS as exc:
                     logger.warning("closing a channel failed: %s", exc)
 
-    async def queue_lengths(self, names: list[str]) -> dict[str, int | None]:
+    async def queue_lengths(
+        self, names: list[str], *, max_age_s: float = QUEUE_STATS_TTL_S
+    ) -> dict[str, int | None]:
         """Messages ready in each named queue (None for a queue that does not exist).
 
-        Uses a short-lived channel: a passive declare of a missing queue closes its channel.
+        Answers up to `max_age_s` old are served again, so every route and scrape of that
+        moment shares one look. Looks go through one channel kept for them, with the queue objects
+        kept too (a passive re-declare refreshes a count); only a missing queue, whose passive
+        declare closes the channel, costs a new channel.
         """
-        lengths: dict[str, int | None] = dict.fromkeys(names)
-        try:
-            await self._get_channel()
-            assert self._connection is not None  # noqa: S101 - set by _get_channel
-            for name in names:
-                channel = await self._connection.channel(publisher_confirms=False)
-                try:
-                    queue = await channel.declare_queue(name, passive=True)
-                    lengths[name] = queue.declaration_result.message_count
-                except AMQPError:
-                    pass
-                finally:
-                    if not channel.is_closed:
-                        await channel.close()
-        except BROKER_ERRORS as exc:
-            logger.warning("cannot read queue lengths: %s", exc)
+        now = time.monotonic()
+        lengths: dict[str, int | None] = {}
+        stale = []
+        for name in names:
+            cached = self._lengths.get(name)
+            if cached is not None and now - cached[0] < max_age_s:
+                lengths[name] = cached[1]
+            else:
+                stale.append(name)
+        if stale:
+            async with self._stats_lock:
+                for name in stale:
+                    lengths[name] = await self._queue_length(name)
+                    self._lengths[name] = (time.monotonic(), lengths[name])
         return lengths
+
+    async def _queue_length(self, name: str) -> int | None:
+        try:
+            queue = self._stats_queues.get(name)
+            if queue is None:
+                if self._stats_channel is None or self._stats_channel.is_closed:
+                    await self._get_channel()
+                    assert self._connection is not None  # noqa: S101 - set by _get_channel
+                    self._stats_channel = await self._connection.channel(publisher_confirms=False)
+                    self._stats_queues.clear()
+                queue = await self._stats_channel.declare_queue(name, passive=True)
+                self._stats_queues[name] = queue
+            else:
+                await queue.declare()
+            return int(queue.declaration_result.message_count or 0)
+        except AMQPError:
+            # No such queue: the broker closed the channel; the next look opens another.
+            self._stats_queues.clear()
+            self._stats_channel = None
+            return None
+        except BROKER_ERRORS as exc:
+            self._stats_queues.clear()
+            self._stats_channel = None
+            logger.warning("cannot read the length of queue %s: %s", name, exc)
+            return None
 
     async def is_connected(self) -> bool:
         try:
@@ -241,3 +280,5 @@ class Publisher:
             await self._connection.close()
         self._connection = None
         self._channel = None
+        self._stats_channel = None
+        self._stats_queues.clear()

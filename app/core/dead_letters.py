@@ -61,7 +61,7 @@ class DeadLetters:
     async def depth(self, model: str) -> int | None:
         """Messages in the model's dead-letter queue (None: it has none)."""
         name = QueueNames.for_model(model).dead_letter
-        return (await self._publisher.queue_lengths([name]))[name]
+        return (await self._publisher.queue_lengths([name], max_age_s=0))[name]
 
     async def peek(self, model: str, limit: int) -> list[DeadLetter]:
         """The first `limit` dead letters, oldest first, left in the queue."""

@@ -1,22 +1,26 @@
 """Passwords (argon2id) and access tokens (JWT, HS256).
 
-Hashing is deliberately slow; callers on an event loop run it in a thread.
+Hashing is deliberately slow and memory-hungry (64 MiB each): `PasswordHashing` runs it on a
+few threads of its own with a bounded queue, so a flood of sign-ups or logins gets 503s with
+Retry-After instead of starving the gateway.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from app.core.errors import Unauthorized
-from app.core.settings import DEFAULT_JWT_SECRET, Settings
+from app.core.errors import Unauthorized, Unavailable
 
-logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 JWT_ALGORITHM = "HS256"
 _hasher = PasswordHasher()
@@ -37,30 +41,58 @@ def verify_password(password: str, password_hash: str | None) -> bool:
         return False
 
 
+class HashingBusy(Unavailable):
+    """Every password-hashing thread is busy and the queue for them is full."""
+
+    code = "busy"
+
+
+class PasswordHashing:
+    """Hashes and verifies passwords on `workers` threads; at most `queue` more wait.
+
+    Args:
+        workers: hashes computed at once (each holds 64 MiB while it runs).
+        queue: calls that may wait for a thread; past that, `HashingBusy`.
+    """
+
+    def __init__(self, *, workers: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._capacity = workers + queue
+        self._admitted = 0
+
+    async def hash(self, password: str) -> str:
+        return await self._run(hash_password, password)
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        return await self._run(verify_password, password, password_hash)
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
+        if self._admitted >= self._capacity:
+            raise HashingBusy("too many sign-ups and logins at once; try again", retry_after_s=1)
+        self._admitted += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        finally:
+            self._admitted -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
 @dataclass(frozen=True)
 class AccessToken:
     token: str
     expires_in: int
 
 
-def _secret(settings: Settings) -> str:
-    secret = settings.jwt_secret.get_secret_value()
-    if secret == DEFAULT_JWT_SECRET:
-        logger.warning("signing tokens with the development secret; set APP_JWT_SECRET")
-    return secret
-
-
-def create_access_token(login: str, settings: Settings) -> AccessToken:
-    """A signed token for `login`, valid for `settings.jwt_ttl_s` seconds."""
+def create_access_token(login: str, key: str, ttl_s: int) -> AccessToken:
+    """A token for `login` signed with `key`, valid for `ttl_s` seconds."""
     issued = int(time.time())
-    claims = {"sub": login, "iat": issued, "exp": issued + settings.jwt_ttl_s}
-    return AccessToken(
-        token=jwt.encode(claims, _secret(settings), algorithm=JWT_ALGORITHM),
-        expires_in=settings.jwt_ttl_s,
-    )
+    claims = {"sub": login, "iat": issued, "exp": issued + ttl_s}
+    return AccessToken(token=jwt.encode(claims, key, algorithm=JWT_ALGORITHM), expires_in=ttl_s)
 
 
-def login_from_token(token: str, settings: Settings) -> str:
+def login_from_token(token: str, key: str) -> str:
     """The login a valid token was issued to.
 
     Only HS256 is accepted (so `alg: none` and key-confusion tokens fail), and `sub`, `iat`
@@ -72,7 +104,7 @@ def login_from_token(token: str, settings: Settings) -> str:
     try:
         claims = jwt.decode(
             token,
-            _secret(settings),
+            key,
             algorithms=[JWT_ALGORITHM],
             options={"require": ["sub", "iat", "exp"]},
         )

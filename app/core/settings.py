@@ -14,8 +14,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AmqpDsn, Field, RedisDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_JWT_SECRET = "change-me"  # noqa: S105 - the sentinel the validator refuses outside dev
-DEFAULT_WEBHOOK_SECRET = "change-me-too"  # noqa: S105 - likewise
 MIN_SECRET_BYTES = 32
 
 
@@ -54,8 +52,28 @@ class Settings(BaseSettings):
     registry_name: str = "model_registry"
     registry_namespace: str = "model_serving"
 
-    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    # The HS256 key of access tokens. Unset: the platform makes a random one on first start
+    # and keeps it in Redis, where every gateway replica (and a restarted one) finds it.
+    jwt_secret: SecretStr | None = None
     jwt_ttl_s: int = Field(default=3600, ge=60)
+    # How long a gateway trusts that a token's account still exists before asking Redis again.
+    account_cache_s: float = Field(default=5.0, ge=0)
+
+    # Sign-up and login. Password hashes (argon2id, 64 MiB each) computed at once per gateway
+    # process, and how many more may wait for one (past that: 503 with Retry-After).
+    password_hash_workers: int = Field(default=2, ge=1, le=64)
+    password_hash_queue: int = Field(default=16, ge=0, le=10_000)
+    # Login attempts not followed by a success: after login_failures_per_login for one login
+    # from one client address, or login_failures_per_address for any logins from one address,
+    # each further try must wait twice as long as the last (1 s, 2 s, 4 s..., at most
+    # login_max_delay_s); counts are forgotten after login_failure_window_s without attempts.
+    login_failures_per_login: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=50, ge=1)
+    login_max_delay_s: float = Field(default=900.0, gt=0)
+    login_failure_window_s: int = Field(default=900, ge=1)
+    # Registrations per client address: a bucket of this many that refills at this rate.
+    register_burst: int = Field(default=20, ge=1)
+    register_per_minute: float = Field(default=10.0, gt=0)
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     # A batch submit: most request messages in one body, and the body's size.
@@ -74,19 +92,24 @@ class Settings(BaseSettings):
     # Shortest interval between two progress writes of one task (more are coalesced).
     progress_interval_s: float = Field(default=0.25, ge=0)
 
-    # Webhooks: deliveries are signed with this secret (HMAC-SHA256), go only to hosts the
-    # allow-list covers ("*" = any host with a public address; name loopback or private hosts
-    # explicitly), and are tried this many times with doubling backoff.
-    webhook_secret: SecretStr = SecretStr(DEFAULT_WEBHOOK_SECRET)
-    webhook_allowed_hosts: Annotated[list[str], NoDecode] = ["*"]
+    # Webhooks: deliveries are signed with their owner's own secret (Standard Webhooks), go
+    # only to hosts the allow-list covers ("*" = any host with a public address; name loopback
+    # or private hosts explicitly), and are tried this many times with doubling backoff.
+    # Unset: "*" in dev and test, nothing at all in prod.
+    webhook_allowed_hosts: Annotated[list[str] | None, NoDecode] = None
     webhook_queue: str = "platform.webhooks"
     webhook_max_attempts: int = Field(default=5, ge=1, le=20)
     webhook_backoff_s: float = Field(default=1.0, ge=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # After a user rotates their webhook secret, deliveries carry a signature made with the
+    # previous one as well for this long, so receivers can switch without losing any.
+    webhook_secret_grace_s: float = Field(default=24 * 3600.0, ge=0)
 
-    # Logins that are admins (besides those promoted with `python -m app.admin promote`):
-    # `ada, grace` or a JSON list.
+    # Gone: a listed login that nobody had registered yet made whoever registered it an admin.
+    # Admins are made with `python -m app.admin promote LOGIN`; a value here stops the start.
     admin_logins: Annotated[list[str], NoDecode] = []
+    # A bearer token Prometheus must send to read /metrics (required in prod).
+    metrics_token: SecretStr | None = None
     # How long a gateway may act on a cached view of which models are disabled.
     disabled_cache_s: float = Field(default=1.0, ge=0)
 
@@ -103,25 +126,43 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("jwt_secret", "metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_BYTES} bytes; leave APP_JWT_SECRET unset to have "
+                "the platform make one, or print one with `python -c 'from "
+                "app.core.settings import generate_secret as g; print(g())'`"
+            )
+        return value
+
+    @field_validator("admin_logins")
+    @classmethod
+    def _no_admin_list(cls, value: list[str]) -> list[str]:
+        if value:
+            raise ValueError(
+                "APP_ADMIN_LOGINS no longer makes admins (anyone could register a listed login "
+                "first); remove it and run `python -m app.admin promote LOGIN` for each admin"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _refuse_weak_secrets_in_prod(self) -> Settings:
-        # dev and test keep the sentinels (a fresh secret per process would break tokens
-        # across replicas); security.py warns when one is used.
-        if self.environment != "prod":
-            return self
-        for name, secret, default in (
-            ("APP_JWT_SECRET", self.jwt_secret, DEFAULT_JWT_SECRET),
-            ("APP_WEBHOOK_SECRET", self.webhook_secret, DEFAULT_WEBHOOK_SECRET),
-        ):
-            value = secret.get_secret_value()
-            if value == default or len(value.encode()) < MIN_SECRET_BYTES:
-                raise ValueError(
-                    f"{name} is unset, left at its default or shorter than "
-                    f"{MIN_SECRET_BYTES} bytes; set a random secret (scripts print one with "
-                    "`python -c 'from app.core.settings import generate_secret as g; print(g())'`) "
-                    "before running with APP_ENVIRONMENT=prod"
-                )
+    def _production_needs(self) -> Settings:
+        if self.environment == "prod" and self.metrics_token is None:
+            raise ValueError(
+                "APP_METRICS_TOKEN is unset: in prod /metrics needs a scrape token (a random "
+                f"string of at least {MIN_SECRET_BYTES} bytes that Prometheus sends as a bearer "
+                "token)"
+            )
         return self
+
+    @property
+    def callback_hosts(self) -> list[str]:
+        """The webhook allow-list in force: as set, else `*` outside prod and nothing in prod."""
+        if self.webhook_allowed_hosts is not None:
+            return self.webhook_allowed_hosts
+        return [] if self.environment == "prod" else ["*"]
 
 
 @lru_cache
@@ -131,5 +172,5 @@ def get_settings() -> Settings:
 
 
 def generate_secret() -> str:
-    """Return a random secret suitable for `APP_JWT_SECRET`."""
+    """Return a random secret suitable for `APP_JWT_SECRET` or `APP_METRICS_TOKEN`."""
     return secrets.token_urlsafe(48)

@@ -1,14 +1,32 @@
-"""`UserStore`: accounts and failed-login counters in Redis."""
+"""`UserStore`: accounts in Redis (password hash, role, webhook secret); `AccountCache`."""
 
 from __future__ import annotations
 
+import time
+
 from redis.asyncio import Redis
 
+from app.core.secrets import new_webhook_secret
 from app.core.store import store_errors
 
 ROLE_ADMIN = "admin"
 ROLE_USER = "user"
 ROLES = frozenset({ROLE_ADMIN, ROLE_USER})
+
+# KEYS: the user's hash. ARGV: the new secret, now. The current secret becomes the previous.
+_ROTATE = """
+if redis.call('HEXISTS', KEYS[1], 'password_hash') == 0 then return 0 end
+local current = redis.call('HGET', KEYS[1], 'webhook_secret')
+if current then redis.call('HSET', KEYS[1], 'webhook_previous', current) end
+redis.call('HSET', KEYS[1], 'webhook_secret', ARGV[1], 'webhook_rotated_at', ARGV[2])
+return 1
+"""
+
+
+def _text(raw: object) -> str | None:
+    if raw is None:
+        return None
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 class UserStore:
@@ -17,19 +35,15 @@ class UserStore:
     Args:
         redis: the Redis client.
         prefix: key prefix shared with the result store.
-        lockout_window_s: how long failed logins are remembered.
     """
 
-    def __init__(self, redis: Redis, *, prefix: str, lockout_window_s: int = 300) -> None:
+    def __init__(self, redis: Redis, *, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.lockout_window_s = lockout_window_s
+        self._rotate = redis.register_script(_ROTATE)
 
     def _user_key(self, login: str) -> str:
         return f"{self.prefix}:user:{login}"
-
-    def _failures_key(self, login: str) -> str:
-        return f"{self.prefix}:login-failures:{login}"
 
     async def create(self, login: str, password_hash: str) -> bool:
         """Create the user; False when the login is taken."""
@@ -42,23 +56,6 @@ class UserStore:
             raw = await self.redis.hget(self._user_key(login), "password_hash")  # type: ignore[misc,unused-ignore]
         return raw.decode() if isinstance(raw, bytes) else raw
 
-    async def failures(self, login: str) -> int:
-        with store_errors():
-            raw = await self.redis.get(self._failures_key(login))
-        return int(raw or 0)
-
-    async def record_failure(self, login: str) -> None:
-        key = self._failures_key(login)
-        with store_errors():
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, self.lockout_window_s)
-                await pipe.execute()
-
-    async def clear_failures(self, login: str) -> None:
-        with store_errors():
-            await self.redis.delete(self._failures_key(login))
-
     async def role(self, login: str) -> str | None:
         """The user's stored role ("admin" or "user"); None for an unknown login."""
         with store_errors():
@@ -67,6 +64,39 @@ class UserStore:
             return None
         role = raw[1]
         return (role.decode() if isinstance(role, bytes) else role) or ROLE_USER
+
+    async def webhook_secrets(self, login: str, *, grace_s: float) -> list[str]:
+        """The secrets the user's deliveries are signed with: the current one (made on first
+        use) and, for `grace_s` after a rotation, the previous one. Empty: no such user."""
+        key = self._user_key(login)
+        with store_errors():
+            raw = await self.redis.hmget(  # type: ignore[misc,unused-ignore]
+                key, ["password_hash", "webhook_secret", "webhook_previous", "webhook_rotated_at"]
+            )
+        if raw[0] is None:
+            return []
+        current = _text(raw[1])
+        if current is None:
+            current = await self._create_webhook_secret(key)
+        previous, rotated_at = _text(raw[2]), float(_text(raw[3]) or 0)
+        if previous and time.time() - rotated_at < grace_s:
+            return [current, previous]
+        return [current]
+
+    async def _create_webhook_secret(self, key: str) -> str:
+        with store_errors():
+            await self.redis.hsetnx(key, "webhook_secret", new_webhook_secret())  # type: ignore[misc,unused-ignore]
+            stored = await self.redis.hget(key, "webhook_secret")  # type: ignore[misc,unused-ignore]
+        return _text(stored) or ""
+
+    async def rotate_webhook_secret(self, login: str) -> str | None:
+        """Give the user a new signing secret, keeping the old one as `previous`; None when
+        there is no such user."""
+        key = self._user_key(login)
+        secret = new_webhook_secret()
+        with store_errors():
+            rotated = await self._rotate(keys=[key], args=[secret, repr(time.time())])
+        return secret if rotated else None
 
     async def set_role(self, login: str, role: str) -> bool:
         """Give an existing user a role; False when there is no such user."""
@@ -78,3 +108,39 @@ class UserStore:
                 return False
             await self.redis.hset(key, "role", role)  # type: ignore[misc,unused-ignore]
         return True
+
+
+class AccountCache:
+    """Whether a login still has an account, and its role, remembered for `ttl_s` seconds.
+
+    A token is honoured only while its account exists: the gateway asks this on every
+    authenticated request, and Redis at most once per login per `ttl_s` (a hash lookup, never a
+    password hash). A demotion or a removed account takes effect within `ttl_s`.
+    """
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self, users: UserStore, *, ttl_s: float) -> None:
+        self._users = users
+        self._ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, str | None]] = {}
+
+    async def role(self, login: str) -> str | None:
+        """The account's role, or None when there is no such account.
+
+        Raises:
+            StoreError: Redis is unreachable and nothing recent is known.
+        """
+        now = time.monotonic()
+        entry = self._entries.get(login)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        role = await self._users.role(login)
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[login] = (now + self._ttl_s, role)
+        return role
+
+    def forget(self, login: str) -> None:
+        """Drop what is remembered about `login` (after this process changed it)."""
+        self._entries.pop(login, None)

@@ -2,11 +2,12 @@
 
 A task that ends with a callback gets a `WebhookJob` on the webhook queue (published, with a
 confirm, by whoever made it final, before that component acknowledged its own work). This
-consumer loads the task, signs its document (HMAC-SHA256, `app.webhooks.targets`) and POSTs it.
+consumer loads the task, signs its document with its owner's secret (Standard Webhooks,
+`app.webhooks.signing`) and POSTs it.
 A failed attempt goes to the per-attempt waiting room `<queue>.retry.N` for its backoff and
 comes back; after the last attempt the delivery is recorded `failed`. The outcome of every
 attempt is written to the task document. Delivery is at least once: a receiver may see a
-delivery twice (the `X-Webhook-Delivery` header names it) and should be idempotent.
+delivery twice (the `webhook-id` header, the task id, names it) and should be idempotent.
 """
 
 from __future__ import annotations
@@ -26,14 +27,10 @@ from app.core.broker import BROKER_ERRORS, BrokerError, persistent_message, publ
 from app.core.metrics import WEBHOOK_DELIVERIES, MetricsRecorder
 from app.core.settings import Settings
 from app.core.store import ResultStore, StoreError, now
+from app.core.users import UserStore
 from app.core.webhook_queue import declare_webhook_queues, retry_queue
-from app.webhooks.targets import (
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    is_public,
-    must_check_addresses,
-    sign,
-)
+from app.webhooks.signing import signature_headers
+from app.webhooks.targets import is_public, must_check_addresses
 from protos.task_pb2 import WebhookJob
 
 logger = logging.getLogger(__name__)
@@ -70,7 +67,7 @@ class WebhookDispatcher:
         self.http = http
         self.metrics = metrics or MetricsRecorder()
         self.queue_name = settings.webhook_queue
-        self._secret = settings.webhook_secret.get_secret_value().encode()
+        self._users = UserStore(store.redis, prefix=settings.redis_prefix)
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
@@ -148,8 +145,13 @@ class WebhookDispatcher:
             return  # a duplicate job (a redelivered task queued it again)
         body = json.dumps(record.document().model_dump(mode="json")).encode()
         attempt = max(1, job.attempt)
+        signing_secrets = await self._users.webhook_secrets(
+            record.owner, grace_s=self.settings.webhook_secret_grace_s
+        )
         try:
-            await self._post(record.webhook_url, body, job.task_id, attempt)
+            if not signing_secrets:
+                raise PermanentFailure(f"the task's owner {record.owner!r} has no account")
+            await self._post(record.webhook_url, body, job.task_id, signing_secrets)
         except PermanentFailure as exc:
             await self._record_failure(job.task_id, attempt, str(exc))
             return
@@ -165,14 +167,13 @@ class WebhookDispatcher:
         )
         self.metrics.inc(WEBHOOK_DELIVERIES, "ok")
 
-    async def _post(self, url: str, body: bytes, task_id: str, attempt: int) -> None:
-        if must_check_addresses(url, self.settings.webhook_allowed_hosts):
+    async def _post(self, url: str, body: bytes, task_id: str, signing_secrets: list[str]) -> None:
+        if must_check_addresses(url, self.settings.callback_hosts):
             await _require_public(url)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: sign(self._secret, body, int(time.time())),
-            DELIVERY_HEADER: f"{task_id}.{attempt}",
+            **signature_headers(task_id, body, signing_secrets, int(time.time())),
         }
         response = await self.http.post(
             url, content=body, headers=headers, timeout=self.settings.webhook_timeout_s

@@ -49,7 +49,9 @@ def serve_url() -> Iterator[str]:
             "APP_REDIS_URL": REDIS_URL,
             "APP_AMQP_URL": AMQP_URL,
             "APP_REDIS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
-            "APP_JWT_SECRET": "e2e-secret-" + uuid.uuid4().hex,
+            # No APP_JWT_SECRET: as on the README's platform, the gateway makes its own key.
+            # Every test signs up from 127.0.0.1.
+            "APP_REGISTER_BURST": "100000",
             "APP_PING_INTERVAL_S": str(PING_INTERVAL_S),
             "APP_PING_TIMEOUT_S": "1",
             "APP_MODEL_CACHE_TTL_S": "0",
@@ -111,6 +113,18 @@ def auth(http: httpx.Client) -> Callable[[], dict[str, str]]:
         return {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+@pytest.fixture(scope="session")
+def admin_auth(http: httpx.Client) -> dict[str, str]:
+    """Bearer headers of an admin, promoted with the command line as an operator does."""
+    from tests.utils.e2e import promote
+
+    credentials = {"login": f"admin{uuid.uuid4().hex[:10]}", "password": "long enough password"}
+    assert http.post("/register", json=credentials).status_code == 201
+    promote(credentials["login"])
+    token = http.post("/login", json=credentials).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

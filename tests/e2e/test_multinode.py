@@ -31,7 +31,7 @@ import psutil
 import pytest
 
 from tests.conftest import AMQP_URL, REDIS_URL
-from tests.utils.e2e import wait_for
+from tests.utils.e2e import promote, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PING_INTERVAL_S = 2.0
@@ -74,6 +74,7 @@ class Cluster:
     base_url: str
     workers: dict[str, subprocess.Popen[bytes]]
     start_worker: Callable[[str, int], subprocess.Popen[bytes]]
+    env: dict[str, str]  # the cluster's APP_* settings (its Redis, for the admin command)
 
 
 def _node_ports(index: int) -> list[str]:
@@ -185,6 +186,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             base_url=f"http://127.0.0.1:{http_port}",
             workers=workers,
             start_worker=start_worker,
+            env=env,
         )
     finally:
         for process in reversed(processes):
@@ -201,16 +203,18 @@ def _wait(cluster: Cluster, condition: Callable[[], object], timeout: float) -> 
         raise AssertionError(f"{exc}; Ray's logs: {cluster.logs / 'ray'}") from None
 
 
-def _login(http: httpx.Client) -> dict[str, str]:
+def _login_operator(http: httpx.Client, env: dict[str, str]) -> dict[str, str]:
+    """An admin (who may see where replicas run), promoted as an operator does."""
     credentials = {"login": f"ops{uuid.uuid4().hex[:8]}", "password": "multinode password"}
     assert http.post("/register", json=credentials).status_code == 201
+    promote(credentials["login"], env)
     token = http.post("/login", json=credentials).json()["access_token"]
     return {"Authorization": f"Bearer {token}"}
 
 
 def test_a_worker_node_killed_while_500_tasks_drain(cluster: Cluster) -> None:
     with httpx.Client(base_url=cluster.base_url, timeout=30) as http:
-        headers = _login(http)
+        headers = _login_operator(http, cluster.env)
 
         def replicas() -> list[dict]:
             answer = http.get(f"/models/{MODEL}", headers=headers)

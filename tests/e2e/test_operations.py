@@ -7,14 +7,16 @@ from tests.e2e.conftest import PING_INTERVAL_S
 from tests.utils.e2e import queue_stat, submit, wait_for, wait_result
 
 
-def test_model_detail_shows_each_replica_with_its_node_memory_and_work(http, auth, deploy_model):
+def test_model_detail_shows_each_replica_with_its_node_memory_and_work(
+    http, auth, admin_auth, deploy_model
+):
     headers = auth()
     echo = deploy_model(Echo, num_replicas=2)
     task = submit(http, headers, echo, {"text": "counted"})
     assert wait_result(http, headers, echo, task)["status"] == "succeeded"
 
     def detail():
-        body = http.get(f"/models/{echo}", headers=headers).json()
+        body = http.get(f"/models/{echo}", headers=admin_auth).json()
         replicas = body["replicas"]
         done = sum(r["tasks_succeeded"] for r in replicas)
         return body if len(replicas) == 2 and done >= 1 else None
@@ -29,6 +31,10 @@ def test_model_detail_shows_each_replica_with_its_node_memory_and_work(http, aut
         assert 20 * 2**20 < replica["rss_bytes"] < 4 * 2**30  # a Python process's memory
         assert replica["uptime_s"] >= 0 and replica["last_ping"]
     assert len({r["pid"] for r in body["replicas"]}) == 2  # two processes
+    # Where replicas run is for admins: a user sees their work, not the nodes.
+    seen = http.get(f"/models/{echo}", headers=headers).json()["replicas"]
+    assert [(r["node_id"], r["node_address"], r["pid"]) for r in seen] == [(None, None, None)] * 2
+    assert {r["replica_id"] for r in seen} == {r["replica_id"] for r in body["replicas"]}
 
 
 def _consumers(queue: str) -> int | None:

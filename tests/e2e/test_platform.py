@@ -226,3 +226,25 @@ def test_registry_killed_while_submitting__never_404(http, auth, deploy_model):
 @pytest.mark.parametrize("endpoint", ["/health/live", "/health/ready", "/metrics", "/docs"])
 def test_operational_endpoints(http, endpoint):
     assert http.get(endpoint).status_code == 200
+
+
+def test_tokens_are_signed_with_the_platforms_own_key(http, auth):
+    """No APP_JWT_SECRET is set here (as on the README's platform): the gateway made a key of
+    its own. A token signed with the old built-in development value is refused, whatever
+    login it names; the token the platform issued works."""
+    import time
+    import uuid
+
+    import jwt
+
+    login = f"u{uuid.uuid4().hex[:12]}"
+    credentials = {"login": login, "password": "long enough password"}
+    assert http.post("/register", json=credentials).status_code == 201
+    issued = http.post("/login", json=credentials).json()["access_token"]
+    assert http.get("/tasks", headers={"Authorization": f"Bearer {issued}"}).status_code == 200
+    now = int(time.time())
+    for key in ("change-me", "change-me-too"):
+        forged = jwt.encode({"sub": login, "iat": now, "exp": now + 60}, key, algorithm="HS256")
+        answer = http.get("/tasks", headers={"Authorization": f"Bearer {forged}"})
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"] == "unauthorized"

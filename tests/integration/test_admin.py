@@ -60,18 +60,24 @@ async def test_every_admin_route_needs_an_admin(gateway, user, deploy, gateway_a
         assert refused.json() == {"error": "forbidden", "detail": "this needs an admin"}
 
 
-async def test_admins_come_from_the_setting_or_the_command_line(gateway, user, services, admin):
+async def test_admins_come_from_the_command_line_only(gateway, user, services, admin):
     assert (await gateway.get("/status", headers=admin)).status_code == 200
-    login = unique("listed")
+    login = unique("hopeful")
+    # A login nobody registered cannot be promoted ahead of time...
+    assert await asyncio.to_thread(admin_cli, ["promote", login]) == 1
+    # ...so whoever registers it is a plain user.
     headers = await user(login)
     assert (await gateway.get("/status", headers=headers)).status_code == 403
-    services.settings.admin_logins.append(login)
+    assert (await gateway.get("/account", headers=headers)).json() == {
+        "login": login,
+        "role": "user",
+    }
+    assert await asyncio.to_thread(admin_cli, ["promote", login]) == 0
+    services.accounts.forget(login)  # as every gateway does within APP_ACCOUNT_CACHE_S
     status = await gateway.get("/status", headers=headers)
     assert status.status_code == 200
     body = status.json()
     assert body["gateway_rss_bytes"] > 0 and body["version"] and body["time"]
-    # No such user: said, not done.
-    assert await asyncio.to_thread(admin_cli, ["promote", unique("nobody")]) == 1
 
 
 async def test_a_disabled_model_refuses_new_work_while_its_queue_drains(
@@ -98,7 +104,10 @@ async def test_a_disabled_model_refuses_new_work_while_its_queue_drains(
     listed = {m["name"]: m for m in (await gateway.get("/models", headers=headers)).json()}
     assert listed[name]["disabled"] is True
     detail = (await gateway.get(f"/models/{name}", headers=headers)).json()
-    assert detail["disabled"]["by"] and detail["queue"]["ready"] == 1
+    assert detail["disabled"]["reason"] == "bad weights" and detail["queue"]["ready"] == 1
+    assert detail["disabled"]["by"] is None  # who did it is for admins
+    seen_by_admin = (await gateway.get(f"/models/{name}", headers=admin)).json()
+    assert seen_by_admin["disabled"]["by"].startswith("admin")
     # What was queued before still runs, and its result is readable.
     assert await harness.drain() == 1
     task_id = queued.json()["task_id"]

@@ -8,9 +8,9 @@ import time
 
 import httpx
 import pytest
+import standardwebhooks
 
 from app.webhooks.dispatcher import WebhookDispatcher
-from app.webhooks.targets import SIGNATURE_HEADER, verify_signature
 from deployments.echo import Echo
 from tests.utils.webhooks import Receiver
 
@@ -70,18 +70,19 @@ async def test_receiver_failing_twice__third_delivery_signed_and_recorded(
     await deliver_until(dispatcher, delivered)
     assert [d.answered for d in receiver.deliveries] == [500, 500, 200]
     last = receiver.deliveries[-1]
-    secret = settings.webhook_secret.get_secret_value().encode()
-    assert verify_signature(secret, last.body, last.headers[SIGNATURE_HEADER])
-    assert not verify_signature(b"another secret", last.body, last.headers[SIGNATURE_HEADER])
-    assert not verify_signature(secret, last.body + b" ", last.headers[SIGNATURE_HEADER])
-    sent = json.loads(last.body)
+    # A receiver written from the Standard Webhooks library, with the owner's own secret.
+    secret = (await gateway.get("/account/webhook-secret", headers=headers)).json()["secret"]
+    sent = standardwebhooks.Webhook(secret).verify(last.body, last.headers)
     assert sent["task_id"] == task_id and sent["status"] == "succeeded"
     assert sent["result"]["text"] == "hooked"
-    assert [d.headers["X-Webhook-Delivery"] for d in receiver.deliveries] == [
-        f"{task_id}.1",
-        f"{task_id}.2",
-        f"{task_id}.3",
-    ]
+    other = (await gateway.get("/account/webhook-secret", headers=await user())).json()["secret"]
+    assert other != secret
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(other).verify(last.body, last.headers)
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(secret).verify(last.body + b" ", last.headers)
+    # Every attempt names the same message: a receiver dedupes on webhook-id.
+    assert [d.headers["webhook-id"] for d in receiver.deliveries] == [task_id] * 3
     webhook = (
         await gateway.get(f"/models/{name}/result", params={"task_id": task_id}, headers=headers)
     ).json()["webhook"]

@@ -15,7 +15,6 @@ from app.core.security import (
 from app.core.settings import Settings
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"
-WEBHOOK_SECRET = "unit-test-webhook-secret-0123456789abcdef"
 
 
 def test_settings_from_environment(monkeypatch):
@@ -33,28 +32,37 @@ def test_settings_allowed_hosts_as_json_list(monkeypatch):
     assert Settings().webhook_allowed_hosts == ["127.0.0.1", "*"]
 
 
-@pytest.mark.parametrize(
-    ("jwt_secret", "webhook_secret", "named"),
-    [
-        (None, WEBHOOK_SECRET, "APP_JWT_SECRET"),
-        ("short-secret-of-31-bytes-000000", WEBHOOK_SECRET, "APP_JWT_SECRET"),
-        (SECRET, None, "APP_WEBHOOK_SECRET"),
-        (SECRET, "too short", "APP_WEBHOOK_SECRET"),
-    ],
-)
-def test_settings_refuse_weak_secrets_in_prod(jwt_secret, webhook_secret, named):
-    values = {"environment": "prod"}
-    if jwt_secret is not None:
-        values["jwt_secret"] = jwt_secret
-    if webhook_secret is not None:
-        values["webhook_secret"] = webhook_secret
-    with pytest.raises(ValueError, match=named):
-        Settings(**values)
+METRICS_TOKEN = "unit-test-metrics-token-0123456789abcdef"
 
 
-def test_settings_accept_strong_secrets_in_prod_and_anything_in_dev():
-    assert Settings(environment="prod", jwt_secret=SECRET, webhook_secret=WEBHOOK_SECRET)
-    assert Settings(environment="dev", jwt_secret="x").environment == "dev"
+@pytest.mark.parametrize("environment", ["dev", "test", "prod"])
+def test_settings_refuse_short_secrets_in_every_environment(environment):
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        Settings(environment=environment, jwt_secret="short-secret-of-31-bytes-000000")
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        Settings(environment=environment, metrics_token="too short")
+
+
+def test_settings_need_no_jwt_secret__the_platform_makes_one():
+    assert Settings().jwt_secret is None
+    assert Settings(environment="prod", metrics_token=METRICS_TOKEN).jwt_secret is None
+
+
+def test_settings_in_prod_need_a_metrics_token():
+    with pytest.raises(ValueError, match="APP_METRICS_TOKEN"):
+        Settings(environment="prod")
+
+
+def test_settings_refuse_the_admin_list(monkeypatch):
+    monkeypatch.setenv("APP_ADMIN_LOGINS", "ada")
+    with pytest.raises(ValueError, match="app.admin promote"):
+        Settings()
+
+
+def test_settings_callback_hosts_default_to_public_outside_prod_and_to_none_in_prod():
+    assert Settings().callback_hosts == ["*"]
+    assert Settings(environment="prod", metrics_token=METRICS_TOKEN).callback_hosts == []
+    assert Settings(webhook_allowed_hosts=[]).callback_hosts == []
 
 
 def test_settings_reject_bad_values():
@@ -73,10 +81,9 @@ def test_password_hash_is_salted_and_verifies():
 
 
 def test_token_roundtrip():
-    settings = Settings(jwt_secret=SECRET)
-    token = create_access_token("ada", settings)
-    assert token.expires_in == settings.jwt_ttl_s
-    assert login_from_token(token.token, settings) == "ada"
+    token = create_access_token("ada", SECRET, 3600)
+    assert token.expires_in == 3600
+    assert login_from_token(token.token, SECRET) == "ada"
 
 
 def _claims(**overrides):
@@ -119,4 +126,4 @@ def _forge(claims, key=SECRET, algorithm="HS256"):
 def test_bad_tokens__unauthorized_for_their_own_reason(make, reason):
     token = make()
     with pytest.raises(Unauthorized, match=reason):
-        login_from_token(token, Settings(jwt_secret=SECRET))
+        login_from_token(token, SECRET)

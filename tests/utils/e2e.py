@@ -11,6 +11,23 @@ from typing import Any
 import httpx
 
 
+def promote(login: str, env: dict[str, str] | None = None) -> None:
+    """Make `login` an admin the way an operator does: `python -m app.admin promote`, against
+    the Redis of `env` (default: this process's environment)."""
+    import os
+    import sys
+
+    done = subprocess.run(  # noqa: S603 - this interpreter, the project's own command
+        [sys.executable, "-m", "app.admin", "promote", login],
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def queue_stat(queue: str, column: str) -> int | None:
     """One `rabbitmqctl list_queues` column of `queue` (e.g. `consumers`,
     `messages_unacknowledged`); None when there is no such queue."""

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Query
 
 from app.api.deps import AdminUser, ServicesDep
 from app.api.routes.models import ModelName, disabled_out
+from app.api.routing import BoundedJsonRoute
 from app.api.schemas import (
     DeadLetterOut,
     DeadLettersOut,
@@ -28,8 +29,8 @@ from app.api.schemas import (
     error_responses,
 )
 
-router = APIRouter(prefix="/admin", tags=["admin"])
-status_router = APIRouter(tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=BoundedJsonRoute)
+status_router = APIRouter(tags=["admin"], route_class=BoundedJsonRoute)
 
 # Who did what: one line per admin action, on a logger of its own so it can be routed apart.
 audit = logging.getLogger("app.audit")
@@ -55,7 +56,7 @@ async def disable_model(
     reason = body.reason if body else ""
     flag = await services.switches.disable(name, by=admin, reason=reason)
     audit.warning("admin %s disabled model %s (reason: %r)", admin, name, reason)
-    return SwitchOut(model=name, disabled=disabled_out(flag))
+    return SwitchOut(model=name, disabled=disabled_out(flag, admin=True))
 
 
 @router.post(

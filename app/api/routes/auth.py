@@ -2,32 +2,47 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request, status
 from pydantic import ValidationError
 
-from app.api.deps import ServicesDep
+from app.api.deps import ClientAddress, ServicesDep
+from app.api.routing import bounded_route
 from app.api.schemas import Credentials, TokenOut, UserOut, error_responses
-from app.core.errors import Conflict, InvalidInput, TooManyRequests, Unauthorized
-from app.core.security import create_access_token, hash_password, verify_password
+from app.core.errors import BadRequest, Conflict, InvalidInput, TooManyRequests, Unauthorized
+from app.core.login_throttle import retry_after
+from app.core.security import create_access_token
+from protos.codec import DecodeFailed, load_json
 
-router = APIRouter(tags=["users"])
-
-# Failed logins for one login within the lockout window before further tries get 429.
-MAX_FAILED_LOGINS = 10
 BAD_CREDENTIALS = "wrong login or password"
+# The largest body /register or /login reads (a login and a password are far smaller).
+AUTH_BODY_CAP_BYTES = 16 * 1024
+
+router = APIRouter(tags=["users"], route_class=bounded_route(cap=AUTH_BODY_CAP_BYTES))
 
 
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses=error_responses(400, 409, 422, 503),
+    responses=error_responses(400, 409, 413, 422, 429, 503),
 )
-async def register(credentials: Credentials, services: ServicesDep) -> UserOut:
-    """Create a user account; the login must be unused."""
-    password_hash = await asyncio.to_thread(hash_password, credentials.password)
+async def register(
+    credentials: Credentials, services: ServicesDep, address: ClientAddress
+) -> UserOut:
+    """Create a user account; the login must be unused. Sign-ups are limited per client
+    address (429 with Retry-After)."""
+    settings = services.settings
+    taken = await services.address_buckets.take(
+        f"register:{address}",
+        rate=settings.register_per_minute / 60,
+        burst=settings.register_burst,
+    )
+    if not taken.allowed:
+        raise TooManyRequests(
+            "too many sign-ups from your address; try again later",
+            headers={"Retry-After": str(taken.retry_after_s)},
+        )
+    password_hash = await services.passwords.hash(credentials.password)
     if not await services.users.create(credentials.login, password_hash):
         raise Conflict(f"login {credentials.login!r} is taken")
     return UserOut(login=credentials.login)
@@ -48,7 +63,11 @@ async def _read_credentials(request: Request) -> Credentials:
             form = await request.form()
             data: object = {"login": form.get("username"), "password": form.get("password")}
         else:
-            data = await request.json()
+            data = load_json(await request.body())
+    except DecodeFailed as exc:
+        raise BadRequest(
+            f"body must be JSON {{login, password}} or an OAuth2 password form: {exc}"
+        ) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(
             "body must be JSON {login, password} or an OAuth2 password form"
@@ -70,7 +89,7 @@ async def _read_credentials(request: Request) -> Credentials:
 @router.post(
     "/login",
     response_model=TokenOut,
-    responses=error_responses(400, 401, 422, 429, 503),
+    responses=error_responses(400, 401, 413, 422, 429, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -90,19 +109,22 @@ async def _read_credentials(request: Request) -> Credentials:
         }
     },
 )
-async def login(request: Request, services: ServicesDep) -> TokenOut:
-    """Exchange a login and password for a bearer token."""
+async def login(request: Request, services: ServicesDep, address: ClientAddress) -> TokenOut:
+    """Exchange a login and password for a bearer token. Failed attempts slow further ones
+    from the same address down (429 with Retry-After), doubling each time."""
     credentials = await _read_credentials(request)
-    if await services.users.failures(credentials.login) >= MAX_FAILED_LOGINS:
+    # Counted before the password is checked: parallel guesses are each counted.
+    wait_s = await services.logins.attempt(credentials.login, address)
+    if wait_s > 0:
         raise TooManyRequests(
-            "too many failed logins; try again later",
-            headers={"Retry-After": str(services.users.lockout_window_s)},
+            "too many failed logins from your address; try again later",
+            headers={"Retry-After": str(retry_after(wait_s))},
         )
     password_hash = await services.users.password_hash(credentials.login)
-    ok = await asyncio.to_thread(verify_password, credentials.password, password_hash)
-    if not ok:
-        await services.users.record_failure(credentials.login)
+    if not await services.passwords.verify(credentials.password, password_hash):
         raise Unauthorized(BAD_CREDENTIALS)
-    await services.users.clear_failures(credentials.login)
-    token = create_access_token(credentials.login, services.settings)
+    await services.logins.succeeded(credentials.login, address)
+    token = create_access_token(
+        credentials.login, await services.signing_key.get(), services.settings.jwt_ttl_s
+    )
     return TokenOut(access_token=token.token, expires_in=token.expires_in)

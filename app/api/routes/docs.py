@@ -11,9 +11,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from app.api.deps import ServicesDep
+from app.api.routing import BoundedJsonRoute
 from app.openapi import base_openapi, with_models
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=BoundedJsonRoute)
 ASSETS_PATH = "/docs-assets"
 
 

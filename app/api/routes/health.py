@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import ServicesDep
-from app.api.schemas import HealthOut
+from app.api.routing import BoundedJsonRoute
+from app.api.schemas import HealthOut, error_responses
 from app.catalog import LiveModel
 from app.core.broker import QueueNames
-from app.core.errors import AppError
+from app.core.errors import AppError, Unauthorized
 from app.core.metrics import (
     DEAD_LETTER_MESSAGES,
     DEPENDENCY_UP,
@@ -37,7 +40,7 @@ from registry.schemas import ReplicaStatus
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=BoundedJsonRoute)
 
 
 @router.get("/health/live", response_model=HealthOut)
@@ -50,7 +53,8 @@ async def _redis_state(services: Services) -> str:
     try:
         await asyncio.wait_for(services.store.ping(), services.settings.io_timeout_s)
     except (StoreError, TimeoutError) as exc:
-        return f"down: {exc or 'timeout'}"
+        logger.warning("readiness: Redis is down: %s", exc or "timeout")
+        return "down"
     return "ok"
 
 
@@ -68,12 +72,14 @@ async def _registry_state(services: Services) -> str:
     try:
         await services.catalog.snapshot()
     except AppError as exc:
-        return f"down: {exc.detail}"
+        logger.warning("readiness: the registry is down: %s", exc.detail)
+        return "down"
     return "ok"
 
 
 async def readiness(services: Services) -> dict[str, str]:
-    """Whether Redis, RabbitMQ and the registry answer: "ok", or why not, for each."""
+    """Whether Redis, RabbitMQ and the registry answer: "ok" or "down" for each (why is
+    logged, never sent: a probe's answer is public)."""
     results = await asyncio.gather(
         _redis_state(services), _rabbitmq_state(services), _registry_state(services)
     )
@@ -91,10 +97,12 @@ async def ready(services: ServicesDep) -> Response:
     )
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics(services: ServicesDep) -> Response:
+@router.get("/metrics", response_class=Response, responses=error_responses(401))
+async def metrics(services: ServicesDep, authorization: MetricsAuthorization = None) -> Response:
     """Prometheus metrics of the whole platform: every gateway and model replica, the
-    registry's live models, and the queues."""
+    registry's live models, and the queues. With `APP_METRICS_TOKEN` set, only for a bearer
+    of that token."""
+    _check_scrape_token(services, authorization)
     timeout = services.settings.io_timeout_s
     snapshot: Snapshot = {}
     live: list[LiveModel] = []
@@ -133,6 +141,20 @@ async def metrics(services: ServicesDep) -> Response:
         if dead is not None:
             gauges.append(Gauge(DEAD_LETTER_MESSAGES, (name,), float(dead)))
     return Response(render(snapshot, gauges), media_type=CONTENT_TYPE_LATEST)
+
+
+MetricsAuthorization = Annotated[str | None, Header(include_in_schema=False)]
+
+
+def _check_scrape_token(services: Services, authorization: str | None) -> None:
+    expected = services.settings.metrics_token
+    if expected is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.encode(), expected.get_secret_value().encode()
+    ):
+        raise Unauthorized("/metrics needs the scrape token (APP_METRICS_TOKEN) as a bearer token")
 
 
 async def _dependency_gauges(services: Services, *, registry_up: bool) -> list[Gauge]:

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Request, Response
 from app.api.body import enabled_model_request
 from app.api.deps import CurrentUser, ServicesDep
 from app.api.routes.tasks import ModelName, _body
+from app.api.routing import bounded_route
 from app.api.schemas import error_responses
 from app.catalog import LiveModel
 from app.core.errors import BadRequest, InvalidInput, ModelFailed, ModelTimeout
 from app.core.inference import InferOutcome, Outcome
 from protos.codec import PROTOBUF_CONTENT_TYPE, message_from_bytes, message_to_dict
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=bounded_route(setting="max_body_bytes"))
 
 
 def answer(model: LiveModel, outcome: InferOutcome, request: Request) -> Response:

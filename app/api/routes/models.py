@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from app.api.deps import CurrentUser, ServicesDep
+from app.api.routing import BoundedJsonRoute
 from app.api.schemas import (
     DisabledOut,
     ModelDetail,
@@ -20,11 +21,12 @@ from app.api.schemas import (
 )
 from app.core.broker import QueueNames
 from app.core.switches import Disabled
+from app.core.users import ROLE_ADMIN
 from app.services import Services
 from protos.codec import PROTOBUF_CONTENT_TYPE
 from registry.schemas import InstanceDetail
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], route_class=BoundedJsonRoute)
 
 ModelName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 
@@ -63,14 +65,16 @@ async def list_models(user: CurrentUser, services: ServicesDep) -> list[ModelOut
 )
 async def model_detail(name: ModelName, user: CurrentUser, services: ServicesDep) -> ModelDetail:
     """One model: version, schema fingerprint, queue depths, disabled or not, and every live
-    replica with its node, process, memory, CPU, uptime, task counts and last ping."""
+    replica with its memory, CPU, uptime, task counts and last ping. Where replicas run (node,
+    address, process) and who disabled the model are shown to admins only."""
     model = await services.catalog.get(name)
+    admin = await services.accounts.role(user) == ROLE_ADMIN
     # None: a registry that restarted a moment ago and does not know the model yet.
     instances = await services.registry.instances(name) or []
     queues = QueueNames.for_model(name)
     lengths = await _queue_lengths(services, [queues.work, queues.dead_letter])
     flag = await services.switches.get(name)
-    replicas = [_replica(detail) for detail in instances]
+    replicas = [_replica(detail, admin=admin) for detail in instances]
     view = model.view
     return ModelDetail(
         name=view.name,
@@ -80,7 +84,7 @@ async def model_detail(name: ModelName, user: CurrentUser, services: ServicesDep
         response_type=view.response_type,
         fingerprint=view.fingerprint,
         cached=view.cache_ttl_s > 0,
-        disabled=None if flag is None else disabled_out(flag),
+        disabled=None if flag is None else disabled_out(flag, admin=admin),
         queue=QueueOut(
             ready=lengths.get(queues.work),
             unacked=sum(r.tasks_in_flight for r in replicas),
@@ -125,14 +129,15 @@ async def _queue_lengths(services: Services, names: list[str]) -> dict[str, int 
         return dict.fromkeys(names)
 
 
-def _replica(detail: InstanceDetail) -> ReplicaOut:
+def _replica(detail: InstanceDetail, *, admin: bool) -> ReplicaOut:
     status = detail.status
     started = status.started_at if status and status.started_at else detail.registered_at
+    placed = status is not None and admin
     return ReplicaOut(
         replica_id=detail.instance_id,
-        node_id=status.node_id if status else "",
-        node_address=status.node_address if status else "",
-        pid=status.pid if status else 0,
+        node_id=status.node_id if placed and status else None,
+        node_address=status.node_address if placed and status else None,
+        pid=status.pid if placed and status else None,
         state=status.state if status else "running",
         rss_bytes=status.rss_bytes if status else 0,
         cpu_percent=status.cpu_percent if status else 0.0,
@@ -146,9 +151,9 @@ def _replica(detail: InstanceDetail) -> ReplicaOut:
     )
 
 
-def disabled_out(flag: Disabled) -> DisabledOut:
-    """How a disabled flag is shown (model detail, admin answers)."""
-    return DisabledOut(by=flag.by, at=_utc(flag.at), reason=flag.reason)
+def disabled_out(flag: Disabled, *, admin: bool) -> DisabledOut:
+    """How a disabled flag is shown (model detail, admin answers): who did it, to admins."""
+    return DisabledOut(by=flag.by if admin else None, at=_utc(flag.at), reason=flag.reason)
 
 
 def _utc(epoch_s: float) -> datetime:

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.api.body import read_capped
 from app.api.deps import CurrentUser, ServicesDep
 from app.api.routes.health import readiness
 from app.api.routes.infer import outcome_error
+from app.api.routing import bounded_route
 from app.catalog import LiveModel
 from app.core.errors import BadRequest
 from app.core.inference import Outcome
@@ -32,7 +32,11 @@ from app.oip import (
 from app.services import Services
 from protos.codec import message_from_bytes
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+router = APIRouter(
+    prefix="/v2",
+    tags=["open inference protocol"],
+    route_class=bounded_route(setting="max_body_bytes"),
+)
 
 OipModel = Annotated[str, Path(description="Name of a live model with a flat request message.")]
 PLATFORM = "model-serving-platform"
@@ -164,7 +168,7 @@ async def model_infer(
     """Run the model on named input tensors; answer with its output tensors."""
     model = await _flat_model(services, name)
     await services.ensure_enabled(name)
-    body = await read_capped(request, services.settings.max_body_bytes)
+    body = await request.body()
     try:
         document, binary = split_body(body, request.headers.get(HEADER_LENGTH))
         message, requested = request_message(document, binary, model.types.request)

@@ -11,13 +11,14 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import CurrentUser, ServicesDep
 from app.api.owned import load_owned, task_response
 from app.api.routes.tasks import ModelName, TaskId
+from app.api.routing import BoundedJsonRoute
 from app.api.schemas import TaskPage, error_responses
 from app.core.lifecycle import TaskDocument, TaskRecord, TaskStatus
 from app.core.metrics import EVENT_STREAMS, LONG_POLL_WAITERS
 from app.notifications import Watch
 from protos.codec import PROTOBUF_CONTENT_TYPE
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=BoundedJsonRoute)
 
 EVENT_STREAM = "text/event-stream"
 

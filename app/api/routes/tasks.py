@@ -6,16 +6,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response, status
 
-from app.api.body import decode_batch, enabled_model_request, media_type, read_capped
+from app.api.body import decode_batch, enabled_model_request, media_type
 from app.api.deps import CurrentUser, ServicesDep, SubmitOptionsDep
 from app.api.owned import load_owned
+from app.api.routing import bounded_route
 from app.api.schemas import BatchAccepted, TaskAccepted, error_responses
 from app.core.errors import TaskFinished
 from app.core.lifecycle import TaskDocument
 from app.core.metrics import CANCEL_REQUESTS
 from protos.codec import PROTOBUF_CONTENT_TYPE
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=bounded_route(setting="max_body_bytes"))
+# Batches have a larger body cap of their own (APP_MAX_BATCH_BYTES).
+batch_router = APIRouter(tags=["tasks"], route_class=bounded_route(setting="max_batch_bytes"))
 
 ModelName = Annotated[str, Path(description="Name of a live model (see GET /models).")]
 TaskId = Annotated[str, Path(min_length=1, max_length=64, description="A task id.")]
@@ -61,7 +64,7 @@ async def submit_task(
     return TaskAccepted(task_id=task_id)
 
 
-@router.post(
+@batch_router.post(
     "/models/{name}/batches",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
@@ -82,7 +85,7 @@ async def submit_batch(
     """Queue one task per request message, all or nothing; the task ids come back in order."""
     model = await services.catalog.get(name)
     await services.ensure_enabled(name)
-    body = await read_capped(request, services.settings.max_batch_bytes)
+    body = await request.body()
     messages = decode_batch(
         body,
         media_type(request),
