@@ -26,7 +26,10 @@ from app.core.users import AccountCache, UserStore
 from app.core.webhook_queue import declare_webhook_queues
 from app.inference import ModelCaller, Replicas, ServeReplicas
 from app.notifications import TaskNotifications
-from app.submission import Submitter
+from app.quotas.leases import Leases
+from app.quotas.limits import LimitStore, UserLimits
+from app.quotas.refusals import refusal
+from app.submission import Accepted, Submitter
 from protos.task_pb2 import WebhookJob
 from registry.client import RayRegistry, Registry, report_metrics_forever
 from registry.schemas import InstanceDetail, ReplicaStatus
@@ -87,6 +90,8 @@ class Services:
     logins: LoginThrottle
     # Per-client-address buckets (registrations).
     address_buckets: TokenBuckets
+    limits: LimitStore
+    leases: Leases
     # Names this gateway process's metrics in the registry.
     source_id: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
     _background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -123,6 +128,9 @@ class Services:
         )
         webhooks = _WebhookQueue(settings, publisher, store)
         users = UserStore(store.redis, prefix=settings.redis_prefix)
+        limits = LimitStore(
+            store.redis, prefix=settings.redis_prefix, defaults=UserLimits.defaults(settings)
+        )
         configured_key = settings.jwt_secret
         services = cls(
             settings=settings,
@@ -152,6 +160,8 @@ class Services:
                 io_timeout_s=settings.io_timeout_s,
                 metrics=metrics,
                 enqueue_webhook=webhooks.enqueue,
+                limits=limits.defaults.submit_limits(),
+                fair_share=settings.fair_share,
             ),
             caller=caller,
             webhooks=webhooks,
@@ -179,13 +189,17 @@ class Services:
                 ),
             ),
             address_buckets=TokenBuckets(store.redis, prefix=f"{settings.redis_prefix}:rate-of"),
+            limits=limits,
+            leases=Leases(store.redis, prefix=settings.redis_prefix),
         )
         services.notifications.on_expired = services.finished
         return services
 
     def start(self) -> None:
-        """Start the background work: the task subscriber and the metrics push."""
+        """Start the background work: the task subscriber, the metrics push, and renewing the
+        leases of open streams."""
         self.notifications.start()
+        self._spawn(self.leases.renew_forever())
         self._spawn(
             report_metrics_forever(
                 self.registry, self.source_id, self.metrics.snapshot, self.settings.ping_interval_s
@@ -222,6 +236,18 @@ class Services:
                 if detail.status is not None:
                     reports.append((model.view.name, detail, detail.status))
         return reports
+
+    async def take_call(self, user: str, model: str) -> dict[str, str]:
+        """A token for a synchronous call from the user's submit bucket; the rate-limit
+        headers to answer with.
+
+        Raises:
+            TooManyRequests: the bucket is empty.
+        """
+        taken = await self.store.take_call(user, self.submitter.limits)
+        if taken.refused is not None:
+            raise refusal(taken, model)
+        return Accepted([], taken.tokens_left, taken.rate, taken.burst).rate_headers()
 
     async def ensure_enabled(self, model: str) -> None:
         """Refuse new work for a model an admin disabled.

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from app.core.broker import BrokerError, Publisher, QueueMissing
 from app.core.envelope import created_at, new_envelope
 from app.core.errors import InvalidInput, ModelUnavailable, Unavailable
+from app.core.fair_share import DEFAULT_WINDOW, Priority, declare_hold_queue, hold_queue
 from app.core.idempotency import IdempotencyKeys, KeyReused
 from app.core.metrics import TASKS_SUBMITTED, MetricsRecorder
-from app.core.store import PendingTask, ResultStore, StoreError, now
+from app.core.store import Admission, PendingTask, ResultStore, StoreError, SubmitLimits, now
 from app.inference import ModelCaller
+from app.quotas.headers import bucket_headers
+from app.quotas.refusals import refusal
 from protos.task_pb2 import Task
 from registry.schemas import ModelView
 
@@ -40,6 +43,23 @@ class SubmitOptions:
     callback_url: str | None = None
     deadline_s: float | None = None
     idempotency_key: str | None = None
+    priority: Priority = Priority.NORMAL
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A submit that was accepted: its task ids in order, and its owner's submit bucket (its
+    rate and depth, and the tokens left; -1: no limit) for the rate-limit headers."""
+
+    task_ids: list[str]
+    tokens_left: float = -1.0
+    rate: float = -1.0
+    burst: float = -1.0
+
+    def rate_headers(self) -> dict[str, str]:
+        return bucket_headers(
+            "submits", rate=self.rate, burst=self.burst, remaining=self.tokens_left
+        )
 
 
 class IdempotencyConflict(InvalidInput):
@@ -53,7 +73,13 @@ def request_digest(model: str, kind: str, payloads: Sequence[bytes], options: Su
     message digest alike.
     """
     digest = hashlib.sha256()
-    for part in (model, kind, options.callback_url or "", repr(options.deadline_s)):
+    for part in (
+        model,
+        kind,
+        options.callback_url or "",
+        repr(options.deadline_s),
+        options.priority.value,
+    ):
         digest.update(part.encode())
         digest.update(b"\0")
     for payload in payloads:
@@ -79,7 +105,11 @@ class Submitter:
         io_timeout_s: float,
         metrics: MetricsRecorder,
         enqueue_webhook: Callable[[str], Awaitable[None]],
+        limits: SubmitLimits,
+        fair_share: bool = True,
     ) -> None:
+        self.limits = limits
+        self._fair_share = fair_share
         self._metrics = metrics
         self._caller = caller
         self._enqueue_webhook = enqueue_webhook
@@ -96,11 +126,13 @@ class Submitter:
         payloads: Sequence[bytes],
         options: SubmitOptions,
         kind: str = "task",
-    ) -> list[str]:
-        """Accept one task per payload; return their ids in order.
+    ) -> Accepted:
+        """Accept one task per payload, within the owner's limits.
 
         Raises:
             IdempotencyConflict: the key was used for another request.
+            TooManyRequests: a limit of the owner's was reached (nothing was created).
+            PriorityNotAllowed: the priority is above what the owner may use.
             ModelUnavailable: the model has no queue yet.
             Unavailable: Redis or RabbitMQ could not take the tasks (nothing will run).
         """
@@ -115,9 +147,9 @@ class Submitter:
             except KeyReused as exc:
                 raise IdempotencyConflict(str(exc)) from exc
             if earlier is not None:
-                return earlier
+                return Accepted(earlier)
         try:
-            await self._accept(model, owner, envelopes, options)
+            admission = await self._accept(model, owner, envelopes, options)
         except BaseException:
             if key is not None:
                 try:
@@ -126,11 +158,11 @@ class Submitter:
                     logger.warning("could not release an idempotency key: %s", exc)
             raise
         self._metrics.inc(TASKS_SUBMITTED, name, amount=len(ids))
-        return ids
+        return Accepted(ids, admission.tokens_left, admission.rate, admission.burst)
 
     async def _accept(
         self, model: ModelView, owner: str, envelopes: list[Task], options: SubmitOptions
-    ) -> None:
+    ) -> Admission:
         submitted = now()
         deadline = submitted + options.deadline_s if options.deadline_s is not None else None
         hits = await self._caller.lookup(model, [e.payload for e in envelopes])
@@ -144,20 +176,30 @@ class Submitter:
                 webhook_url=options.callback_url,
                 cached=hit,
                 model_version=model.version if hit is not None else None,
+                priority=options.priority,
             )
             for envelope, hit in zip(envelopes, hits, strict=True)
         ]
         queued = [(e, t) for e, t in zip(envelopes, tasks, strict=True) if t.cached is None]
         answered = [t for t in tasks if t.cached is not None]
-        # "pending" is written before the publish, so a fast replica always finds the record.
+        # "pending" is written before the publish, so a fast replica always finds the record;
+        # the owner's limits are checked and the tasks routed in the same step.
         async with asyncio.timeout(self._timeout_s):
-            await self._store.create_pending([t for _, t in queued])
+            admission = await self._store.admit(
+                [t for _, t in queued],
+                owner=owner,
+                model=model.name,
+                limits=self.limits,
+                window=model.fair_share_window or DEFAULT_WINDOW,
+                fair_share=self._fair_share,
+                priority=options.priority,
+            )
+        if admission.refused is not None:
+            raise refusal(admission, model.name)
         results = await asyncio.gather(
             *(
-                self._publisher.publish(
-                    model.name, envelope.SerializeToString(), message_id=envelope.task_id
-                )
-                for envelope, _ in queued
+                self._publish(model.name, owner, envelope, route, options.priority)
+                for (envelope, _), route in zip(queued, admission.routes, strict=True)
             ),
             return_exceptions=True,
         )
@@ -178,6 +220,27 @@ class Submitter:
             if options.callback_url:
                 for task in answered:
                     await self._enqueue_webhook(task.task_id)
+        return admission
+
+    async def _publish(
+        self, model: str, owner: str, envelope: Task, route: str, priority: Priority
+    ) -> None:
+        """Into the model's queue ('d'), or the owner's hold queue ('h', declared on first
+        use) with the task's priority."""
+        body = envelope.SerializeToString()
+        if route == "d":
+            await self._publisher.publish(model, body, message_id=envelope.task_id)
+            return
+        queue = hold_queue(model, owner)
+        try:
+            await self._publisher.publish(
+                queue, body, message_id=envelope.task_id, priority=priority.level
+            )
+        except QueueMissing:
+            await self._publisher.declare(lambda c: declare_hold_queue(c, model, owner))
+            await self._publisher.publish(
+                queue, body, message_id=envelope.task_id, priority=priority.level
+            )
 
     async def _refuse(self, task_ids: list[str]) -> None:
         """Mark every task of a submit that was not wholly accepted as failed."""

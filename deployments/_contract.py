@@ -98,6 +98,13 @@ class ModelSettings(BaseModel):
         description="How long the first request of a batch waits for more before the batch "
         "runs short.",
     )
+    fair_share_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="Fair share: how many of one user's tasks may be in the model's queue at "
+        "once (the rest wait their turn); default max_replicas x tasks per replica, so one "
+        "user alone can keep every replica busy.",
+    )
     cache_ttl_s: float | None = Field(
         default=None,
         ge=1,

@@ -42,6 +42,9 @@ class ModelInfo:
     cache_ttl_s: float = 0.0
     # > 0: the longest one model call may take (its `timeout_s`).
     timeout_s: float = 0.0
+    # Fair share: how many of one user's tasks may be in the model's queue at once (0: the
+    # gateway's default).
+    fair_share_window: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class ModelView:
     deployment: str = ""
     cache_ttl_s: float = 0.0
     timeout_s: float = 0.0
+    fair_share_window: int = 0
 
 
 @dataclass(frozen=True)

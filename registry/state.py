@@ -195,6 +195,7 @@ class RegistryState:
                     deployment=record.info.deployment,
                     cache_ttl_s=record.info.cache_ttl_s,
                     timeout_s=record.info.timeout_s,
+                    fair_share_window=record.info.fair_share_window,
                 )
                 for name, record in sorted(self._models.items())
             ),

@@ -8,8 +8,11 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.core.errors import CallbackNotAllowed, Forbidden, InvalidInput, Unauthorized
+from app.core.fair_share import Priority
 from app.core.security import login_from_token
 from app.core.users import ROLE_ADMIN
+from app.quotas.headers import rate_limited
+from app.quotas.leases import OPEN_STREAMS, LeaseRefused
 from app.services import Services
 from app.submission import SubmitOptions
 from app.webhooks.targets import (
@@ -69,6 +72,30 @@ async def current_admin(user: CurrentUser, services: ServicesDep) -> str:
 AdminUser = Annotated[str, Depends(current_admin)]
 
 
+async def take_stream_lease(services: Services, user: str) -> str:
+    """A lease on one of the user's open streams (an event stream or a long-poll); give it
+    back when the stream ends.
+
+    Raises:
+        TooManyRequests: the user holds their limit of open streams (over every replica).
+    """
+    limit = services.settings.quota_open_streams
+    try:
+        return await services.leases.take(OPEN_STREAMS, user, default_limit=limit)
+    except LeaseRefused as refused:
+        raise rate_limited(
+            f"you have {refused.held} event streams and long-polls open, your limit; close one "
+            "or wait for it to end",
+            policy="streams",
+            quota=refused.limit,
+            remaining=0,
+            retry_after_s=STREAM_RETRY_AFTER_S,
+        ) from None
+
+
+# When a client at its limit of open streams may try again (one of them may have ended).
+STREAM_RETRY_AFTER_S = 5.0
+
 # The longest deadline a submit may carry (the queue keeps no task longer than its result).
 MAX_DEADLINE_S = 7 * 24 * 3600.0
 
@@ -94,6 +121,13 @@ async def submit_options(
             "otherwise it ends `expired` without running.",
         ),
     ] = None,
+    priority: Annotated[
+        Priority,
+        Query(
+            description="Order among your own queued tasks of this model: high ones run "
+            "first, low ones last (up to the highest an admin lets you use; 403 past it).",
+        ),
+    ] = Priority.NORMAL,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -115,7 +149,10 @@ async def submit_options(
         except CallbackRefused as exc:
             raise CallbackNotAllowed(str(exc)) from exc
     return SubmitOptions(
-        callback_url=callback_url, deadline_s=deadline_s, idempotency_key=idempotency_key
+        callback_url=callback_url,
+        deadline_s=deadline_s,
+        idempotency_key=idempotency_key,
+        priority=priority,
     )
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.lifecycle import TaskState
+from app.quotas.limits import LimitOverrides, UserLimits
+from app.quotas.usage import Usage
 
 
 class Credentials(BaseModel):
@@ -33,6 +35,19 @@ class UserOut(BaseModel):
 class AccountOut(BaseModel):
     login: str
     role: str = Field(description="user, or admin.")
+    limits: UserLimits = Field(description="Your limits in force (-1: none).")
+    usage: Usage = Field(description="What you use of them now.")
+
+
+class AdminUserOut(AccountOut):
+    overrides: LimitOverrides = Field(
+        description="The limits an admin set for this user (null fields: the defaults)."
+    )
+
+
+class UserListOut(BaseModel):
+    users: list[str] = Field(description="Logins, in no particular order.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
 
 class WebhookSecretOut(BaseModel):
@@ -134,9 +149,43 @@ class ErrorOut(BaseModel):
     detail: object = Field(description="What went wrong, for a human.")
 
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+_RATE_LIMIT = {
+    **_RETRY_AFTER,
+    "RateLimit-Policy": {
+        "description": 'The limit reached (IETF draft): `"<name>";q=<quota>;w=<seconds>`.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'What is left of it: `"<name>";r=<remaining>;t=<seconds to reset>`.',
+        "schema": {"type": "string"},
+    },
+}
+_ERROR_HEADERS = {429: _RATE_LIMIT, 503: _RETRY_AFTER}
+_ERROR_DESCRIPTIONS = {
+    429: "A limit of yours was reached (submits per second, tasks queued or running, open "
+    "streams), or too many tries from your address.",
+}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for error codes, all in the common error shape."""
-    return {code: {"model": ErrorOut, "description": HTTPStatus(code).phrase} for code in codes}
+    """OpenAPI `responses` entries for error codes, all in the common error shape (429 and 503
+    with the headers they carry)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {
+            "model": ErrorOut,
+            "description": _ERROR_DESCRIPTIONS.get(code, HTTPStatus(code).phrase),
+        }
+        if code in _ERROR_HEADERS:
+            entry["headers"] = _ERROR_HEADERS[code]
+        responses[code] = entry
+    return responses
 
 
 class HealthOut(BaseModel):

@@ -87,7 +87,11 @@ async def connect(url: str, *, attempts: int, delay_s: float) -> AbstractRobustC
 
 
 def persistent_message(
-    body: bytes, *, message_id: str, expiration_s: float | None = None
+    body: bytes,
+    *,
+    message_id: str,
+    expiration_s: float | None = None,
+    priority: int | None = None,
 ) -> aio_pika.Message:
     return aio_pika.Message(
         body,
@@ -95,6 +99,7 @@ def persistent_message(
         content_type="application/x-protobuf",
         message_id=message_id,
         expiration=expiration_s,
+        priority=priority,
     )
 
 
@@ -159,7 +164,9 @@ class Publisher:
             )
             return self._channel
 
-    async def publish(self, routing_key: str, body: bytes, *, message_id: str) -> None:
+    async def publish(
+        self, routing_key: str, body: bytes, *, message_id: str, priority: int | None = None
+    ) -> None:
         """Publish a persistent message and return once RabbitMQ confirmed it.
 
         Raises:
@@ -174,7 +181,7 @@ class Publisher:
         await publish_confirmed(
             channel,
             routing_key,
-            persistent_message(body, message_id=message_id),
+            persistent_message(body, message_id=message_id, priority=priority),
             timeout_s=self._timeout_s,
         )
 

@@ -56,6 +56,11 @@ class ModelNotFound(AppError):
     code = "model_not_found"
 
 
+class UserNotFound(AppError):
+    status_code = 404
+    code = "user_not_found"
+
+
 class TaskNotFound(AppError):
     """Unknown task id, or a task whose result has expired."""
 

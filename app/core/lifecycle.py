@@ -127,6 +127,9 @@ class TaskState(BaseModel):
     cached: bool = Field(
         default=False, description="Answered from the model's cache of identical requests."
     )
+    priority: Literal["low", "normal", "high"] = Field(
+        default="normal", description="Its order among its owner's queued tasks of the model."
+    )
 
 
 class TaskDocument(TaskState):
@@ -284,4 +287,5 @@ class TaskRecord:
             "webhook": webhook,
             "model_version": _text(raw, "model_version"),
             "cached": raw.get("cached") == "1",
+            "priority": raw.get("priority") or "normal",
         }

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from app.core.redis_batch import LuaScript, ScriptBatcher
-from app.core.store import store_errors
+from app.core.redis_batch import LuaScript, ScriptBatcher, store_errors
 
 # KEYS: a scope's hash each. ARGV: -, window, base delay, max delay, then a threshold per key.
 # Time is Redis's own, so gateways on machines with skewed clocks agree.

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from app.core.redis_batch import LuaScript, ScriptBatcher
-from app.core.store import store_errors
+from app.core.redis_batch import LuaScript, ScriptBatcher, store_errors
 
 # take_tokens(key, rate, burst, cost, now) -> {allowed (1|0), tokens left, seconds to wait}
 # Numbers go back as strings: Redis truncates Lua numbers to integers.

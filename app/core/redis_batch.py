@@ -13,11 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
+
+
+class StoreError(RuntimeError):
+    """Redis could not be reached or answered with an error."""
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn any Redis or socket error raised inside into a `StoreError`."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreError(str(exc) or type(exc).__name__) from exc
 
 
 @dataclass(frozen=True)

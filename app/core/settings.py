@@ -101,9 +101,32 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=5, ge=1, le=20)
     webhook_backoff_s: float = Field(default=1.0, ge=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # Deliveries under way at once to one receiving host (over all webhook replicas): a slow
+    # receiver holds only these, never everyone's deliveries.
+    webhook_max_per_host: int = Field(default=4, ge=1)
     # After a user rotates their webhook secret, deliveries carry a signature made with the
     # previous one as well for this long, so receivers can switch without losing any.
     webhook_secret_grace_s: float = Field(default=24 * 3600.0, ge=0)
+
+    # Quotas: each user's defaults (an admin overrides them per user); -1 means no limit.
+    # Submit calls (a batch is one) refill at quota_submits_per_s up to quota_submit_burst.
+    quota_submits_per_s: float = Field(default=50.0, ge=-1)
+    quota_submit_burst: int = Field(default=200, ge=-1)
+    # Tasks one user may have queued or running per model (a batch past it is refused whole).
+    quota_active_tasks: int = Field(default=1000, ge=-1)
+    # Event streams and long-polls one user may hold open at once (over all gateway replicas).
+    quota_open_streams: int = Field(default=100, ge=-1)
+    # Webhook deliveries of one user's tasks under way at once.
+    quota_webhooks_in_flight: int = Field(default=8, ge=-1)
+    # The highest priority a user may give a task.
+    quota_max_priority: Literal["low", "normal", "high"] = "normal"
+
+    # Fair share: each user's tasks of a model beyond their window wait in a hold queue of
+    # their own and move into the model's queue in turn (app.core.fair_share). Off: every
+    # task goes straight to the model's queue, first come first served.
+    fair_share: bool = True
+    # How often a replica looks for held tasks whose owner's window has room.
+    fair_share_sweep_s: float = Field(default=1.0, gt=0)
 
     # Gone: a listed login that nobody had registered yet made whoever registered it an admin.
     # Admins are made with `python -m app.admin promote LOGIN`; a value here stops the start.

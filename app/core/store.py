@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
 
+from app.core.fair_share import FAIR_KEYS_LUA, FairShareKeys, Priority
 from app.core.lifecycle import (
     ERROR_DEADLINE,
     ERROR_NOT_ACCEPTED,
@@ -29,7 +28,10 @@ from app.core.lifecycle import (
     TaskStatus,
     allowed_sources,
 )
+from app.core.ratelimit import BUCKET_LUA
 from app.core.redis_batch import LuaScript, ScriptBatcher
+from app.core.redis_batch import StoreError as StoreError  # re-exported: where callers look
+from app.core.redis_batch import store_errors as store_errors
 from app.core.settings import Settings
 
 # Flags of a transition (ARGV[5]):
@@ -38,7 +40,37 @@ from app.core.settings import Settings
 #      write whose target is `expired` happens only then
 _FINAL_TABLE = "{" + ", ".join(f"['{s.value}'] = true" for s in sorted(FINAL_STATES)) + "}"
 
-_TRANSITION = f"""
+# Taking a task out of its owner's fair share when it ends, and back in when replayed.
+_SHARE_LUA = (
+    FAIR_KEYS_LUA
+    + """
+local function leave_share(prefix, key, task_id)
+  local model = redis.call('HGET', key, 'model')
+  local owner = redis.call('HGET', key, 'owner')
+  if not model or not owner then return 0 end
+  redis.call('ZREM', fair_key(prefix, 'released', model, owner), task_id)
+  local held = fair_key(prefix, 'held', model, owner)
+  redis.call('ZREM', held, task_id)
+  local left = redis.call('ZCARD', held)
+  if left == 0 then redis.call('SREM', holders_key(prefix, model), owner) end
+  return left
+end
+local function join_share(prefix, key, task_id)
+  local model = redis.call('HGET', key, 'model')
+  local owner = redis.call('HGET', key, 'owner')
+  if not model or not owner then return end
+  local created = redis.call('HGET', key, 'created_at') or '0'
+  redis.call('ZADD', fair_key(prefix, 'released', model, owner), created, task_id)
+end
+"""
+)
+
+# ARGV: ttl, target, allowed sources, now, flags, count of published pairs, key prefix, task
+# id, then field pairs (the published ones first). Returns {written, status, seq, callback URL
+# of a pending delivery, tasks its owner still has held (when this write made it final)}.
+_TRANSITION = (
+    _SHARE_LUA
+    + f"""
 local key = KEYS[1]
 local final = {_FINAL_TABLE}
 -- The callback of a final task whose delivery is not done yet (a redelivered task hands it on
@@ -52,7 +84,7 @@ end
 local current = redis.call('HGET', key, 'status') or '{NO_RECORD}'
 local seq = tonumber(redis.call('HGET', key, 'seq') or '0')
 if not string.find(ARGV[3], ' ' .. current .. ' ', 1, true) then
-  return {{0, current, seq, pending_hook(current)}}
+  return {{0, current, seq, pending_hook(current), 0}}
 end
 local status = ARGV[2]
 local now = ARGV[4]
@@ -67,7 +99,7 @@ elseif string.find(flags, 'd', 1, true) then
       and tonumber(now) >= deadline then
     redirect = '{TaskStatus.EXPIRED}'
   elseif status == '{TaskStatus.EXPIRED}' then
-    return {{0, current, seq, ''}}
+    return {{0, current, seq, '', 0}}
   end
 end
 seq = seq + 1
@@ -81,16 +113,23 @@ if redirect then
   end
   for name, value in pairs(event) do redis.call('HSET', key, name, value) end
 else
-  for i = 7, 6 + 2 * tonumber(ARGV[6]), 2 do event[ARGV[i]] = ARGV[i + 1] end
-  if #ARGV >= 7 then redis.call('HSET', key, unpack(ARGV, 7)) end
+  for i = 9, 8 + 2 * tonumber(ARGV[6]), 2 do event[ARGV[i]] = ARGV[i + 1] end
+  if #ARGV >= 9 then redis.call('HSET', key, unpack(ARGV, 9)) end
+end
+local held = 0
+if final[status] and not final[current] then
+  held = leave_share(ARGV[7], key, ARGV[8])
+elseif final[current] and not final[status] and string.find(flags, 'j', 1, true) then
+  join_share(ARGV[7], key, ARGV[8])
 end
 redis.call('HSET', key, 'status', status, 'seq', seq)
 redis.call('EXPIRE', key, ARGV[1])
 event['status'] = status
 event['seq'] = seq
 redis.call('PUBLISH', KEYS[2], cjson.encode(event))
-return {{1, status, seq, pending_hook(status)}}
+return {{1, status, seq, pending_hook(status), held}}
 """
+)
 
 # A submitted task, created from no record: `pending`, or at once `succeeded` with a cached
 # answer (the two transitions TRANSITIONS allows from no record at submit), published like
@@ -112,9 +151,124 @@ end
 return 1
 """
 
-# KEYS: task hash, its change channel, the model's cancel channel. ARGV: ttl, now, task id.
-# A pending task is cancelled at once; a running one is flagged, and its replica told.
-_REQUEST_CANCEL = f"""
+# A submit of one owner's tasks to one model, in one atomic step: the owner's limits (the
+# defaults, or the admin's overrides in the owner's limits hash), the priority they may use,
+# their count of tasks queued or running against its quota, a token from their submit
+# bucket, then each task created `pending` (published on its channel, indexed for its owner)
+# and routed: into the work queue ('d') while the owner's window has room and nothing of
+# theirs is held, else into their hold queue ('h').
+# KEYS: bucket, limits hash, released set, held set, holders set, then per task: its hash, its
+#   change channel, the owner's index, the owner's index of the model.
+# ARGV: ttl, oldest score kept, task count, default rate, default burst, default quota of
+#   tasks queued or running, window, fair share on (1|0), priority level, default highest
+#   level, owner, then per task: id, creation time, field pair count, field pairs.
+# Returns {'ok', tokens left, routes, rate, burst} or {'priority', highest level} or
+#   {'active', count, quota} or {'rate', tokens left, seconds to wait, rate, burst}.
+_ADMIT = LuaScript(
+    BUCKET_LUA
+    + f"""
+local limits = {{}}
+local raw = redis.call('HGETALL', KEYS[2])
+for i = 1, #raw, 2 do limits[raw[i]] = tonumber(raw[i + 1]) end
+local rate = limits['submits_per_s'] or tonumber(ARGV[4])
+local burst = limits['submit_burst'] or tonumber(ARGV[5])
+local quota = limits['active_tasks'] or tonumber(ARGV[6])
+local highest = limits['max_priority'] or tonumber(ARGV[10])
+if tonumber(ARGV[9]) > highest then return {{'priority', tostring(highest)}} end
+local ttl = ARGV[1]
+local oldest = ARGV[2]
+local n = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. oldest)
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. oldest)
+local released = redis.call('ZCARD', KEYS[3])
+local held = redis.call('ZCARD', KEYS[4])
+if quota >= 0 and released + held + n > quota then
+  return {{'active', tostring(released + held), tostring(quota)}}
+end
+local take = take_tokens(KEYS[1], rate, burst, 1, redis_now())
+if take[1] == 0 then return {{'rate', take[2], take[3], tostring(rate), tostring(burst)}} end
+local window = tonumber(ARGV[7])
+local fair = ARGV[8] == '1'
+local routes = {{}}
+local at = 12
+for t = 1, n do
+  local base = 5 + (t - 1) * 4
+  local id, created, pairs = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+  if fair and (held > 0 or released >= window) then
+    redis.call('ZADD', KEYS[4], created, id)
+    held = held + 1
+    routes[t] = 'h'
+  else
+    redis.call('ZADD', KEYS[3], created, id)
+    released = released + 1
+    routes[t] = 'd'
+  end
+  local hash = KEYS[base + 1]
+  redis.call('HSET', hash, 'status', '{TaskStatus.PENDING}', 'seq', 1,
+    unpack(ARGV, at + 3, at + 2 + 2 * pairs))
+  redis.call('EXPIRE', hash, ttl)
+  redis.call('PUBLISH', KEYS[base + 2], cjson.encode({{seq = 1, status = '{TaskStatus.PENDING}'}}))
+  for i = base + 3, base + 4 do
+    redis.call('ZADD', KEYS[i], created, id)
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. oldest)
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+  at = at + 3 + 2 * pairs
+end
+if held > 0 then
+  redis.call('SADD', KEYS[5], ARGV[11])
+  redis.call('EXPIRE', KEYS[5], ttl)
+end
+redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('EXPIRE', KEYS[4], ttl)
+return {{'ok', take[2], table.concat(routes), tostring(rate), tostring(burst)}}
+"""
+)
+
+# A synchronous call takes a token from its owner's submit bucket (their overrides apply).
+# KEYS: bucket, limits hash. ARGV: default rate, default burst.
+# Returns {taken (1|0), tokens left, seconds to wait, rate, burst}.
+_TAKE_CALL = LuaScript(
+    BUCKET_LUA
+    + """
+local limits = {}
+local raw = redis.call('HGETALL', KEYS[2])
+for i = 1, #raw, 2 do limits[raw[i]] = tonumber(raw[i + 1]) end
+local rate = limits['submits_per_s'] or tonumber(ARGV[1])
+local burst = limits['submit_burst'] or tonumber(ARGV[2])
+local take = take_tokens(KEYS[1], rate, burst, 1, redis_now())
+return {take[1], take[2], take[3], tostring(rate), tostring(burst)}
+"""
+)
+
+# How many of an owner's held tasks their window has room for now. KEYS: released set, held
+# set. ARGV: window.
+_RELEASE_ROOM = LuaScript("""
+local held = redis.call('ZCARD', KEYS[2])
+local room = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+if room < 0 then room = 0 end
+if held < room then return held end
+return room
+""")
+
+# The held task is in the work queue now (published and confirmed): count it there.
+# KEYS: released set, held set, holders set. ARGV: task id, owner, ttl.
+_RELEASED = LuaScript("""
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[1], score, ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], ARGV[2]) end
+return 1
+""")
+
+# KEYS: task hash, its change channel, the model's cancel channel. ARGV: ttl, now, task id,
+# key prefix. A pending task is cancelled at once (leaving its owner's fair share); a running
+# one is flagged, and its replica told.
+_REQUEST_CANCEL = (
+    _SHARE_LUA
+    + f"""
 local key = KEYS[1]
 local current = redis.call('HGET', key, 'status') or '{NO_RECORD}'
 local seq = tonumber(redis.call('HGET', key, 'seq') or '0')
@@ -124,6 +278,7 @@ if current == '{TaskStatus.PENDING}' then
   redis.call('EXPIRE', key, ARGV[1])
   redis.call('PUBLISH', KEYS[2],
     cjson.encode({{seq = seq, status = '{TaskStatus.CANCELLED}', finished_at = ARGV[2]}}))
+  leave_share(ARGV[4], key, ARGV[3])
   return {{1, '{TaskStatus.CANCELLED}', seq, redis.call('HGET', key, 'webhook_url') or ''}}
 elseif current == '{TaskStatus.RUNNING}' then
   redis.call('HSET', key, 'cancel_requested', '1')
@@ -132,6 +287,7 @@ elseif current == '{TaskStatus.RUNNING}' then
 end
 return {{0, current, seq, ''}}
 """
+)
 
 # Fields of an existing record only (a webhook outcome must not resurrect an expired task).
 _UPDATE_IF_EXISTS = """
@@ -146,19 +302,6 @@ PROGRESS_SOURCES = " running "
 REPLAY_SOURCES = f" {NO_RECORD} {TaskStatus.FAILED} {TaskStatus.PENDING} "
 
 
-class StoreError(RuntimeError):
-    """Redis could not be reached or answered with an error."""
-
-
-@contextmanager
-def store_errors() -> Iterator[None]:
-    """Turn any Redis or socket error raised inside into a `StoreError`."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreError(str(exc) or type(exc).__name__) from exc
-
-
 @dataclass(frozen=True)
 class Transition:
     """The outcome of a state write."""
@@ -169,10 +312,13 @@ class Transition:
     seq: int
     # The callback URL when the task is final and its delivery is still to be made.
     webhook_url: str | None = None
+    # When this write ended the task: how many tasks its owner still has held (fair share),
+    # one of which may now move into the work queue.
+    owner_held: int = 0
 
     @classmethod
     def parse(cls, raw: Any) -> Transition:
-        written, status, seq, hook = raw
+        written, status, seq, hook, *rest = raw
         text = status.decode() if isinstance(status, bytes) else str(status)
         url = hook.decode() if isinstance(hook, bytes) else str(hook)
         return cls(
@@ -180,6 +326,7 @@ class Transition:
             status=None if text == NO_RECORD else TaskStatus(text),
             seq=int(seq),
             webhook_url=url or None,
+            owner_held=int(rest[0]) if rest else 0,
         )
 
 
@@ -204,6 +351,7 @@ class PendingTask:
     # An identical request's answer: the task is created succeeded with it.
     cached: CachedResult | None = None
     model_version: str | None = None
+    priority: Priority = Priority.NORMAL
 
     def fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -212,6 +360,8 @@ class PendingTask:
             "created_at": self.created_at,
             "attempts": 0,
         }
+        if self.priority is not Priority.NORMAL:
+            fields["priority"] = self.priority.value
         if self.model_version is not None:
             fields["model_version"] = self.model_version
         if self.cached is not None:
@@ -239,8 +389,69 @@ class CancelOutcome:
     requested: bool  # the task was running: its replica was asked to stop
 
 
+@dataclass(frozen=True)
+class SubmitLimits:
+    """An owner's default limits at submit (the admin's overrides, kept in Redis, win).
+    A negative number means no limit."""
+
+    submits_per_s: float
+    submit_burst: float
+    active_tasks: int
+    max_priority: Priority
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What admitting a submit decided.
+
+    `refused` is None when every task was created; then `routes` says, per task, 'd' (into
+    the work queue) or 'h' (into the owner's hold queue). Otherwise it names the limit hit:
+    'priority' (`highest` is the level allowed), 'active' (`count` of `quota` tasks queued or
+    running), or 'rate' (`wait_s` until a token, of a bucket `burst` deep refilling at
+    `rate` per second).
+    """
+
+    refused: str | None
+    routes: str = ""
+    tokens_left: float = -1.0
+    highest: Priority = Priority.HIGH
+    count: int = 0
+    quota: int = -1
+    wait_s: float = 0.0
+    rate: float = -1.0
+    burst: float = -1.0
+
+    @classmethod
+    def parse(cls, raw: list[Any]) -> Admission:
+        text = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
+        kind = text[0]
+        if kind == "ok":
+            return cls(
+                refused=None,
+                tokens_left=float(text[1]),
+                routes=text[2],
+                rate=float(text[3]),
+                burst=float(text[4]),
+            )
+        if kind == "priority":
+            return cls(refused=kind, highest=Priority.of_level(int(float(text[1]))))
+        if kind == "active":
+            return cls(refused=kind, count=int(text[1]), quota=int(float(text[2])))
+        return cls(
+            refused=kind,
+            tokens_left=float(text[1]),
+            wait_s=float(text[2]),
+            rate=float(text[3]),
+            burst=float(text[4]),
+        )
+
+
 def now() -> float:
     return time.time()
+
+
+def _decoded(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _text(value: Any) -> str:
@@ -266,6 +477,7 @@ class ResultStore:
         self._request_cancel = LuaScript(_REQUEST_CANCEL)
         self._update_if_exists = LuaScript(_UPDATE_IF_EXISTS)
         self._batch = ScriptBatcher(redis)
+        self.fair = FairShareKeys(prefix)
 
     @classmethod
     def from_url(
@@ -317,6 +529,14 @@ class ResultStore:
         """Where the replicas of `model` hear which running task to cancel."""
         return f"{self.prefix}:cancel:{model}"
 
+    def limits_key(self, owner: str) -> str:
+        """The admin's overrides of an owner's limits (a hash; absent fields: the defaults)."""
+        return f"{self.prefix}:limits:{owner}"
+
+    def bucket_key(self, owner: str) -> str:
+        """The owner's submit token bucket."""
+        return f"{self.prefix}:bucket:{owner}"
+
     def user_index(self, owner: str, model: str | None = None) -> str:
         """A sorted set of the owner's task ids (score: creation time), optionally per model."""
         base = f"{self.prefix}:tasks-of:{owner}"
@@ -348,6 +568,8 @@ class ResultStore:
             repr(now()),
             flags or "-",
             len(published),
+            self.prefix,
+            task_id,
         ]
         for name, value in (*published.items(), *(stored or {}).items()):
             args.extend((name, value if isinstance(value, bytes) else _text(value)))
@@ -384,6 +606,114 @@ class ResultStore:
                 await self._batch.call(self._create, keys, args)
 
         await asyncio.gather(*(create(task) for task in tasks))
+
+    async def admit(
+        self,
+        tasks: list[PendingTask],
+        *,
+        owner: str,
+        model: str,
+        limits: SubmitLimits,
+        window: int,
+        fair_share: bool,
+        priority: Priority = Priority.NORMAL,
+    ) -> Admission:
+        """Check the owner's limits and take a submit token; if they allow it, create every
+        task `pending` and route it (fair share), all in one atomic step and one round trip.
+
+        Tasks answered from the cache are not given here (they are not queued).
+        """
+        keys = [
+            self.bucket_key(owner),
+            self.limits_key(owner),
+            self.fair.released(model, owner),
+            self.fair.held(model, owner),
+            self.fair.holders(model),
+        ]
+        args: list[Any] = [
+            self.ttl_s,
+            repr(now() - self.ttl_s),
+            len(tasks),
+            repr(limits.submits_per_s),
+            repr(limits.submit_burst),
+            limits.active_tasks,
+            window,
+            int(fair_share),
+            priority.level,
+            limits.max_priority.level,
+            owner,
+        ]
+        for task in tasks:
+            keys += [
+                self.key(task.task_id),
+                self.events_channel(task.task_id),
+                self.user_index(task.owner),
+                self.user_index(task.owner, task.model),
+            ]
+            pairs = task.fields()
+            args += [task.task_id, repr(task.created_at), len(pairs)]
+            for name, value in pairs.items():
+                args.extend((name, value if isinstance(value, bytes) else _text(value)))
+        with store_errors():
+            raw = await self._batch.call(_ADMIT, keys, args)
+        return Admission.parse(raw)
+
+    async def take_call(self, owner: str, limits: SubmitLimits) -> Admission:
+        """A token from the owner's submit bucket for a synchronous call (no task made)."""
+        with store_errors():
+            raw = await self._batch.call(
+                _TAKE_CALL,
+                [self.bucket_key(owner), self.limits_key(owner)],
+                [repr(limits.submits_per_s), repr(limits.submit_burst)],
+            )
+        taken, left, wait, rate, burst = (
+            v.decode() if isinstance(v, bytes) else str(v) for v in raw
+        )
+        return Admission(
+            refused=None if int(taken) else "rate",
+            tokens_left=float(left),
+            wait_s=float(wait),
+            rate=float(rate),
+            burst=float(burst),
+        )
+
+    async def release_room(self, model: str, owner: str, window: int) -> int:
+        """How many of the owner's held tasks may move into the work queue now."""
+        keys = [self.fair.released(model, owner), self.fair.held(model, owner)]
+        with store_errors():
+            return int(await self._batch.call(_RELEASE_ROOM, keys, [window]))
+
+    async def is_held(self, model: str, owner: str, task_id: str) -> bool:
+        """Whether the task still waits in its owner's hold (not ended, not moved already)."""
+        with store_errors():
+            score = await self.redis.zscore(self.fair.held(model, owner), task_id)
+        return score is not None
+
+    async def released(self, model: str, owner: str, task_id: str) -> None:
+        """A held task was published to the work queue: count it in the owner's window (a
+        few releases racing on several replicas may put it a task or two over)."""
+        keys = [
+            self.fair.released(model, owner),
+            self.fair.held(model, owner),
+            self.fair.holders(model),
+        ]
+        with store_errors():
+            await self._batch.call(_RELEASED, keys, [task_id, owner, self.ttl_s])
+
+    async def share(self, model: str, owner: str) -> tuple[int, int]:
+        """The owner's tasks of `model` in the work queue (or running), and held."""
+        with store_errors():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(self.fair.released(model, owner))
+                pipe.zcard(self.fair.held(model, owner))
+                released, held = await pipe.execute()
+        return int(released), int(held)
+
+    async def holders(self, model: str) -> list[str]:
+        """Owners with tasks of `model` held."""
+        with store_errors():
+            raw = await self.redis.smembers(self.fair.holders(model))  # type: ignore[misc,unused-ignore]
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
 
     async def start(
         self,
@@ -457,6 +787,7 @@ class ResultStore:
             TaskStatus.PENDING,
             {"attempts": 0, "error": "", "error_code": "", "finished_at": ""},
             sources=REPLAY_SOURCES,
+            flags="j",  # back into its owner's window: it goes straight to the work queue
         )
 
     async def progress(self, task_id: str, *, fraction: float, message: str) -> Transition:
@@ -474,7 +805,7 @@ class ResultStore:
             raw = await self._batch.call(
                 self._request_cancel,
                 [self.key(task_id), self.events_channel(task_id), self.cancel_channel(model)],
-                [self.ttl_s, repr(now()), task_id],
+                [self.ttl_s, repr(now()), task_id, self.prefix],
             )
         # 1: cancelled now; 2: running, its replica asked; 0: nothing to cancel.
         code = int(raw[0])

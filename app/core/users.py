@@ -98,6 +98,15 @@ class UserStore:
             rotated = await self._rotate(keys=[key], args=[secret, repr(time.time())])
         return secret if rotated else None
 
+    async def logins(self, cursor: int, count: int) -> tuple[list[str], int]:
+        """A page of registered logins (a Redis SCAN): the logins and the next cursor (0 at
+        the end)."""
+        prefix = self._user_key("")
+        with store_errors():
+            after, keys = await self.redis.scan(cursor, match=f"{prefix}*", count=count)
+        logins = [(k.decode() if isinstance(k, bytes) else str(k))[len(prefix) :] for k in keys]
+        return sorted(logins), int(after)
+
     async def set_role(self, login: str, role: str) -> bool:
         """Give an existing user a role; False when there is no such user."""
         if role not in ROLES:

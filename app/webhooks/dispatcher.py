@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -28,20 +26,30 @@ from app.core.metrics import WEBHOOK_DELIVERIES, MetricsRecorder
 from app.core.settings import Settings
 from app.core.store import ResultStore, StoreError, now
 from app.core.users import UserStore
-from app.core.webhook_queue import declare_webhook_queues, retry_queue
+from app.core.webhook_queue import declare_webhook_queues, defer_queue, retry_queue
+from app.quotas.leases import WEBHOOKS_IN_FLIGHT, WEBHOOKS_PER_HOST, LeaseRefused, Leases
 from app.webhooks.signing import signature_headers
-from app.webhooks.targets import is_public, must_check_addresses
+from app.webhooks.targets import (
+    CallbackInvalid,
+    CallbackRefused,
+    Resolver,
+    Target,
+    resolve_target,
+    system_resolver,
+)
 from protos.task_pb2 import WebhookJob
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "model-serving-platform-webhooks/1"
 STORE_RETRY_PAUSE_S = 1.0
+# How long a delivery waits when its owner's or its host's deliveries are at their limit.
+DEFER_S = 1.0
 MAX_ERROR_CHARS = 300
 
 
 class PermanentFailure(Exception):  # noqa: N818 - an outcome, not a bug
-    """A delivery that no retry can fix (the target is not allowed)."""
+    """A delivery that no retry can fix (its owner is gone)."""
 
 
 class WebhookDispatcher:
@@ -52,6 +60,7 @@ class WebhookDispatcher:
         settings: secret, allow-list, attempts, backoff, timeout, queue name.
         http: the client deliveries go through (no redirects followed).
         metrics: where delivery outcomes are counted.
+        resolve: how a callback's host name is looked up (once per attempt).
     """
 
     def __init__(
@@ -61,6 +70,7 @@ class WebhookDispatcher:
         *,
         http: httpx.AsyncClient,
         metrics: MetricsRecorder | None = None,
+        resolve: Resolver = system_resolver,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -68,6 +78,8 @@ class WebhookDispatcher:
         self.metrics = metrics or MetricsRecorder()
         self.queue_name = settings.webhook_queue
         self._users = UserStore(store.redis, prefix=settings.redis_prefix)
+        self._leases = Leases(store.redis, prefix=settings.redis_prefix)
+        self._resolve = resolve
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
@@ -151,8 +163,30 @@ class WebhookDispatcher:
         try:
             if not signing_secrets:
                 raise PermanentFailure(f"the task's owner {record.owner!r} has no account")
-            await self._post(record.webhook_url, body, job.task_id, signing_secrets)
-        except PermanentFailure as exc:
+            # The allow-list as it is now, one lookup, and the address connected to is the
+            # one checked (a name that rebinds to an internal address reaches nothing).
+            target = await resolve_target(
+                record.webhook_url, self.settings.callback_hosts, self._resolve
+            )
+            async with (
+                self._leases.holding(
+                    WEBHOOKS_IN_FLIGHT,
+                    record.owner,
+                    default_limit=self.settings.quota_webhooks_in_flight,
+                ),
+                self._leases.holding(
+                    WEBHOOKS_PER_HOST,
+                    target.host,
+                    default_limit=self.settings.webhook_max_per_host,
+                ),
+            ):
+                await self._post(target, body, job.task_id, signing_secrets)
+        except LeaseRefused:
+            # The owner's deliveries (or the host's) are at their limit: this one waits its
+            # turn out of the way, so others' webhooks are not held up. Not an attempt.
+            await self._defer(job)
+            return
+        except (PermanentFailure, CallbackRefused, CallbackInvalid) as exc:
             await self._record_failure(job.task_id, attempt, str(exc))
             return
         except (httpx.HTTPError, OSError) as exc:
@@ -167,16 +201,22 @@ class WebhookDispatcher:
         )
         self.metrics.inc(WEBHOOK_DELIVERIES, "ok")
 
-    async def _post(self, url: str, body: bytes, task_id: str, signing_secrets: list[str]) -> None:
-        if must_check_addresses(url, self.settings.callback_hosts):
-            await _require_public(url)
+    async def _post(
+        self, target: Target, body: bytes, task_id: str, signing_secrets: list[str]
+    ) -> None:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
+            "Host": target.host_header,
             **signature_headers(task_id, body, signing_secrets, int(time.time())),
         }
+        # TLS still checks the certificate against the host's name (SNI).
         response = await self.http.post(
-            url, content=body, headers=headers, timeout=self.settings.webhook_timeout_s
+            target.pinned_url,
+            content=body,
+            headers=headers,
+            timeout=self.settings.webhook_timeout_s,
+            extensions={"sni_hostname": target.host},
         )
         if not 200 <= response.status_code < 300:
             raise httpx.HTTPStatusError(
@@ -184,6 +224,19 @@ class WebhookDispatcher:
                 request=response.request,
                 response=response,
             )
+
+    async def _defer(self, job: WebhookJob) -> None:
+        if self._channel is None:
+            raise BrokerError("no channel to publish a deferred delivery on")
+        await publish_confirmed(
+            self._channel,
+            defer_queue(self.queue_name),
+            persistent_message(
+                job.SerializeToString(), message_id=job.task_id, expiration_s=DEFER_S
+            ),
+            timeout_s=self.settings.io_timeout_s,
+        )
+        self.metrics.inc(WEBHOOK_DELIVERIES, "deferred")
 
     async def _retry(self, job: WebhookJob, error: str) -> None:
         if self._channel is None:
@@ -212,21 +265,6 @@ class WebhookDispatcher:
         await self.store.update_webhook(task_id, status="failed", attempts=attempt, error=error)
         self.metrics.inc(WEBHOOK_DELIVERIES, "failed")
         logger.warning("webhook of task %s failed for good: %s", task_id, error)
-
-
-async def _require_public(url: str) -> None:
-    """Refuse a host allowed only by `*` that resolves to a non-public address."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
-    for info in infos:
-        address = str(info[4][0])
-        if not is_public(address):
-            raise PermanentFailure(f"{host} resolves to a non-public address ({address})")
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
-from collections.abc import Sequence
-from urllib.parse import urlsplit
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from protos.json_schema import digits_up_to
 
@@ -32,11 +35,18 @@ CALLBACK_URL_PATTERN = (
 
 
 def _listed(host: str, allowed: Sequence[str]) -> bool:
-    """Named in the allow-list itself (exactly, or under a `*.domain` entry)."""
+    """Named in the allow-list itself (exactly, under a `*.domain` entry, or an address in a
+    listed network such as `10.0.0.0/8`)."""
     for entry in allowed:
         entry = entry.strip().lower().rstrip(".")
         if entry == host or (entry.startswith("*.") and host.endswith(entry[1:])):
             return True
+        if "/" in entry:
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
     return False
 
 
@@ -51,10 +61,10 @@ def is_public(address: str) -> bool:
 def check_callback_url(url: str, allowed: Sequence[str]) -> str:
     """Accept `url` as a callback target, or say why not.
 
-    `allowed` holds host names (`hooks.example.com`), `*.domain` patterns, IP literals, and
-    `*` for any host with a public address. A host named explicitly is trusted even when it is
-    loopback or private (that is how tests and internal receivers are allowed); `*` never
-    covers such a host.
+    `allowed` holds host names (`hooks.example.com`), `*.domain` patterns, IP literals and
+    networks (`10.0.0.0/8`), and `*` for any host with a public address. A host named
+    explicitly is trusted even when it is loopback or private (that is how tests and internal
+    receivers are allowed); `*` never covers such a host.
 
     Raises:
         CallbackInvalid: not an http(s) URL with a host.
@@ -87,7 +97,62 @@ def check_callback_url(url: str, allowed: Sequence[str]) -> str:
     )
 
 
-def must_check_addresses(url: str, allowed: Sequence[str]) -> bool:
-    """True when the host was allowed only by `*`: its resolved addresses must be public."""
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    return not _listed(host, allowed)
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The host's addresses, from the system's resolver (one lookup)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A callback URL checked for delivery: its host, and the one address it is sent to."""
+
+    url: str
+    host: str
+    port: int
+    address: str
+
+    @property
+    def pinned_url(self) -> str:
+        """The URL with its host replaced by the checked address (what is connected to)."""
+        parts = urlsplit(self.url)
+        literal = f"[{self.address}]" if ":" in self.address else self.address
+        return urlunsplit(parts._replace(netloc=f"{literal}:{self.port}"))
+
+    @property
+    def host_header(self) -> str:
+        return urlsplit(self.url).netloc.rsplit("@", 1)[-1]
+
+
+async def resolve_target(url: str, allowed: Sequence[str], resolve: Resolver) -> Target:
+    """Check `url` against the allow-list as it is now, resolve its host once, and pick the
+    address to connect to: any address of a host the list names, only public addresses of a
+    host allowed by `*` (loopback, private and link-local ones are refused, so a name that
+    resolves or rebinds to an internal address reaches nothing).
+
+    Raises:
+        CallbackInvalid, CallbackRefused: as `check_callback_url`, and a host with no
+            acceptable address (refused for good).
+        OSError: the lookup failed (worth another attempt).
+    """
+    check_callback_url(url, allowed)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        addresses = await resolve(host, port)
+    if not addresses:
+        raise OSError(f"{host} has no address")
+    listed = _listed(host, allowed)
+    for address in addresses:
+        if listed or is_public(address):
+            return Target(url=url, host=host, port=port, address=address)
+    raise CallbackRefused(
+        f"{host} resolves to a non-public address ({addresses[0]}); list it in "
+        "APP_WEBHOOK_ALLOWED_HOSTS to allow it"
+    )

@@ -4,7 +4,8 @@ Serve's default autoscaler counts only requests that come through handles and HT
 replica pulls from RabbitMQ is invisible to it. This class-based custom policy (Ray 2.60's
 `AutoscalingPolicy(policy_function=...)`) asks for
 
-    ceil((messages ready in the queue + tasks running in replicas) / target per replica)
+    ceil((messages ready in the queue + tasks held back by fair share
+          + tasks running in replicas) / target per replica)
 
 and leaves bounds, scaling factors and the up/down delays to Serve, which applies the
 deployment's `autoscaling_config` around any custom policy.
@@ -27,11 +28,13 @@ from typing import Any
 logger = logging.getLogger("ray.serve")
 
 DEFAULT_POLL_INTERVAL_S = 1.0
-# The metric each replica reports from `record_autoscaling_stats`.
+# The metrics each replica reports from `record_autoscaling_stats`: its running tasks, and the
+# tasks of its model held back by fair share (the same for every replica: the newest counts).
 INFLIGHT_METRIC = "inflight"
+HELD_METRIC = "held"
 
 
-def desired_replicas(ready: int, inflight: float, handle_requests: float, target: int) -> int:
+def desired_replicas(ready: float, inflight: float, handle_requests: float, target: int) -> int:
     """Replicas needed for the work there is, before Serve applies bounds and delays."""
     demand = max(0.0, ready) + max(0.0, inflight) + max(0.0, handle_requests)
     return math.ceil(demand / target) if demand > 0 else 0
@@ -39,13 +42,18 @@ def desired_replicas(ready: int, inflight: float, handle_requests: float, target
 
 def latest_total(raw_metrics: dict[str, dict[Any, Any]] | None, metric: str) -> float:
     """Sum over replicas of the newest value each reported for `metric`."""
+    return sum(_latest(raw_metrics, metric))
+
+
+def latest_max(raw_metrics: dict[str, dict[Any, Any]] | None, metric: str) -> float:
+    """The largest newest value any replica reported for `metric` (one model-wide count)."""
+    return max(_latest(raw_metrics, metric), default=0.0)
+
+
+def _latest(raw_metrics: dict[str, dict[Any, Any]] | None, metric: str) -> list[float]:
     if not raw_metrics or metric not in raw_metrics:
-        return 0.0
-    total = 0.0
-    for series in raw_metrics[metric].values():
-        if series:
-            total += float(series[-1].value)
-    return total
+        return []
+    return [float(series[-1].value) for series in raw_metrics[metric].values() if series]
 
 
 class QueueBacklogPolicy:
@@ -95,6 +103,7 @@ class QueueBacklogPolicy:
             logger.warning("backlog of queue %s unknown: %s", self.queue, exc)
 
     def __call__(self, ctx: Any) -> tuple[int, dict[str, Any]]:
+        """Serve's question: how many replicas now?"""
         now = time.monotonic()
         if (self._poll is None or self._poll.done()) and now - self._last_poll >= (
             self.poll_interval_s
@@ -102,8 +111,11 @@ class QueueBacklogPolicy:
             self._last_poll = now
             self._poll = asyncio.get_running_loop().create_task(self._poll_once())
         inflight = latest_total(ctx.raw_metrics, INFLIGHT_METRIC)
+        held = latest_max(ctx.raw_metrics, HELD_METRIC)
         handle_requests = float(ctx.total_num_requests or 0)
-        desired = desired_replicas(self.ready, inflight, handle_requests, self.target_per_replica)
+        desired = desired_replicas(
+            self.ready + held, inflight, handle_requests, self.target_per_replica
+        )
         state = dict(ctx.policy_state or {})
-        state.update({"ready": self.ready, "inflight": inflight})
+        state.update({"ready": self.ready, "held": held, "inflight": inflight})
         return desired, state

@@ -41,6 +41,12 @@ from app.core.store import ResultStore, StoreError, Transition
 from app.core.webhook_queue import declare_webhook_queues
 from deployments._contract import InvalidInput, ModelSpec, progress_reporter
 from deployments._runtime.batching import Batcher, check_results
+from deployments._runtime.fair_share import (
+    DEFAULT_SWEEP_S,
+    RELEASE_ERRORS,
+    Releaser,
+    fair_share_window,
+)
 from deployments._runtime.progress import ProgressWriter
 from deployments._runtime.queues import declare_model_queues
 from protos.codec import DecodeFailed, message_from_bytes, message_to_dict
@@ -92,6 +98,7 @@ class TaskConsumer:
         webhooks: the webhook queue (None: tasks with a callback are not this replica's
             business, as in unit tests).
         progress_interval_s: shortest interval between two progress writes of a task.
+        sweep_s: how often held tasks are looked for (fair share), while consuming.
     """
 
     def __init__(
@@ -105,6 +112,7 @@ class TaskConsumer:
         webhooks: Webhooks | None = None,
         progress_interval_s: float = 0.25,
         cache: ResultCache | None = None,
+        sweep_s: float = DEFAULT_SWEEP_S,
     ) -> None:
         self.spec = spec
         self.settings = spec.settings
@@ -127,6 +135,11 @@ class TaskConsumer:
         self._running: dict[str, asyncio.Task[Message]] = {}
         self._cancelling: set[str] = set()
         self._batcher: Batcher[Message, Message] | None = None
+        # Fair share: owners who may have a held task to move in, now that one of theirs ended.
+        self.releaser: Releaser | None = None
+        self._releases_due: set[str] = set()
+        self._sweep_s = sweep_s
+        self._sweeper: asyncio.Task[None] | None = None
         if self.settings.batching:
             self._batcher = Batcher(
                 self.run_batch,
@@ -142,6 +155,13 @@ class TaskConsumer:
         """Declare the model's queues on `channel` and set its prefetch limit."""
         await channel.set_qos(prefetch_count=prefetch)
         self._channel = channel
+        self.releaser = Releaser(
+            self.spec.name,
+            self.store,
+            window=fair_share_window(self.settings, prefetch),
+            publish_timeout_s=self._publish_timeout_s,
+        )
+        self.releaser.attach(channel)
         self._queue = await declare_model_queues(
             channel, self.spec.name, max_attempts=self.settings.max_attempts
         )
@@ -156,12 +176,19 @@ class TaskConsumer:
         if self._queue is None:
             raise RuntimeError("attach() a channel before start()")
         self._consumer_tag = await self._queue.consume(self.handle)
+        if self.releaser is not None:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self.releaser.sweep_forever(self._sweep_s)
+            )
 
     async def stop(self, *, drain_timeout_s: float) -> None:
         """Stop taking messages and wait up to `drain_timeout_s` for in-flight ones.
 
         What is still unfinished stays unacked: closing the channel returns it to the queue.
         """
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._queue is not None and self._consumer_tag is not None:
             try:
                 await self._queue.cancel(self._consumer_tag)
@@ -178,14 +205,29 @@ class TaskConsumer:
             )
 
     async def run_until_empty(self) -> int:
-        """Burst mode: handle messages until the queue is empty; return how many were handled."""
-        if self._queue is None:
+        """Burst mode: handle messages until the queue is empty, and no held task can move in
+        (fair share); return how many were handled."""
+        if self._queue is None or self.releaser is None:
             raise RuntimeError("attach() a channel before run_until_empty()")
         handled = 0
-        while (message := await self._queue.get(no_ack=False, fail=False)) is not None:
-            await self.handle(message)
-            handled += 1
-        return handled
+        while True:
+            while (message := await self._queue.get(no_ack=False, fail=False)) is not None:
+                await self.handle(message)
+                handled += 1
+            if not await self.releaser.sweep():
+                return handled
+
+    async def _release_due(self) -> None:
+        """Move in the held tasks of owners whose tasks just ended (fair share); what fails
+        here is left to the periodic sweep."""
+        while self._releases_due and self.releaser is not None:
+            owner = self._releases_due.pop()
+            try:
+                await self.releaser.release(owner)
+            except RELEASE_ERRORS as exc:
+                logger.warning(
+                    "%s: releasing %s's held tasks failed: %s", self.spec.name, owner, exc
+                )
 
     def cancel(self, task_id: str) -> bool:
         """Stop the model call of `task_id` if it runs here (a cancel request); True if so."""
@@ -206,6 +248,8 @@ class TaskConsumer:
             logger.exception("%s: unexpected error; requeueing message", self.spec.name)
             await self._settle(message.nack(requeue=True))
             self.stats.requeued += 1
+        try:
+            await self._release_due()
         finally:
             self.stats.in_flight -= 1
             if self.stats.in_flight == 0:
@@ -446,6 +490,8 @@ class TaskConsumer:
         status = transition.status
         if status is None or not status.is_final:
             return
+        if transition.owner_held:
+            self._releases_due.add(task.owner)
         if transition.written:
             self.metrics.inc(TASKS_FINISHED, self.spec.name, status.value)
             created = created_at(task)

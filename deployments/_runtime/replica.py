@@ -33,9 +33,10 @@ from app.core.metrics import Snapshot as MetricsSnapshot
 from app.core.settings import get_settings
 from app.core.store import ResultStore
 from deployments._contract import ModelSpec, check_batching, check_name, spec_of
-from deployments._runtime.autoscaling import INFLIGHT_METRIC
+from deployments._runtime.autoscaling import HELD_METRIC, INFLIGHT_METRIC
 from deployments._runtime.cancellation import CancelListener
 from deployments._runtime.consumer import TaskConsumer, Webhooks
+from deployments._runtime.fair_share import fair_share_window
 from deployments._runtime.membership import Membership
 from protos.codec import message_from_bytes
 from protos.descriptors import descriptor_set, fingerprint
@@ -54,7 +55,7 @@ DRAIN_TIMEOUT_S = 20.0
 DISCONNECTED_GRACE_S = 60.0
 
 
-def model_info(spec: ModelSpec, app_name: str = "") -> ModelInfo:
+def model_info(spec: ModelSpec, app_name: str = "", *, default_prefetch: int = 16) -> ModelInfo:
     """What a replica of `spec` tells the registry about its model."""
     return ModelInfo(
         name=spec.name,
@@ -69,6 +70,7 @@ def model_info(spec: ModelSpec, app_name: str = "") -> ModelInfo:
         deployment=spec.name,
         cache_ttl_s=spec.settings.cache_ttl_s or 0.0,
         timeout_s=spec.settings.timeout_s or 0.0,
+        fair_share_window=fair_share_window(spec.settings, prefetch(spec, default_prefetch)),
     )
 
 
@@ -114,6 +116,7 @@ class ModelReplica:
                 queue=settings.webhook_queue, max_attempts=settings.webhook_max_attempts
             ),
             progress_interval_s=settings.progress_interval_s,
+            sweep_s=settings.fair_share_sweep_s,
             cache=ResultCache(
                 self._store.redis,
                 prefix=settings.redis_prefix,
@@ -146,7 +149,9 @@ class ModelReplica:
                 ping_timeout_s=settings.ping_timeout_s,
                 call_timeout_s=settings.io_timeout_s,
             ),
-            model_info(self._spec, app_name=context.app_name),
+            model_info(
+                self._spec, app_name=context.app_name, default_prefetch=settings.prefetch_count
+            ),
             instance,
             interval_s=settings.ping_interval_s,
             metrics=self._metrics_snapshot,
@@ -257,8 +262,13 @@ class ModelReplica:
         return self._metrics.snapshot()
 
     def record_autoscaling_stats(self) -> dict[str, float]:
-        """What this replica is working on, for `QueueBacklogPolicy` (Serve calls this)."""
-        return {INFLIGHT_METRIC: float(self._consumer.stats.in_flight)}
+        """What this replica is working on, and the model's held tasks as its last fair-share
+        sweep found them, for `QueueBacklogPolicy` (Serve calls this)."""
+        releaser = self._consumer.releaser
+        return {
+            INFLIGHT_METRIC: float(self._consumer.stats.in_flight),
+            HELD_METRIC: float(releaser.held if releaser is not None else 0),
+        }
 
     async def __del__(self) -> None:
         # Serve awaits this on scale-down, redeploy and delete.

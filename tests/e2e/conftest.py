@@ -50,8 +50,10 @@ def serve_url() -> Iterator[str]:
             "APP_AMQP_URL": AMQP_URL,
             "APP_REDIS_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
             # No APP_JWT_SECRET: as on the README's platform, the gateway makes its own key.
-            # Every test signs up from 127.0.0.1.
+            # Every test signs up from 127.0.0.1, and many submit hundreds of tasks at once:
+            # the quota tests give their users limits of their own.
             "APP_REGISTER_BURST": "100000",
+            "APP_QUOTA_SUBMITS_PER_S": "-1",
             "APP_PING_INTERVAL_S": str(PING_INTERVAL_S),
             "APP_PING_TIMEOUT_S": "1",
             "APP_MODEL_CACHE_TTL_S": "0",

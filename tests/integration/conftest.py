@@ -12,11 +12,12 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from app.admin import main as admin_cli
 from app.core.broker import QueueNames
 from app.core.cache import ResultCache
 from app.core.errors import ModelUnavailable
 from app.core.inference import InferOutcome, Outcome
-from app.core.settings import Settings
+from app.core.settings import Settings, get_settings
 from app.core.store import ResultStore
 from app.main import create_app
 from deployments._runtime.consumer import TaskConsumer, Webhooks
@@ -141,6 +142,20 @@ async def user(gateway: httpx.AsyncClient) -> Callable[..., Any]:
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
     return make
+
+
+@pytest.fixture
+async def admin(user, settings, monkeypatch):
+    """An admin promoted with the command line, as an operator does."""
+    login = unique("admin")
+    headers = await user(login)
+    monkeypatch.setenv("APP_REDIS_URL", str(settings.redis_url))
+    monkeypatch.setenv("APP_REDIS_PREFIX", settings.redis_prefix)
+    get_settings.cache_clear()
+    get_settings.cache_clear()
+    assert await asyncio.to_thread(admin_cli, ["promote", login]) == 0
+    yield headers
+    get_settings.cache_clear()  # the next test reads its own environment
 
 
 class ModelHarness:

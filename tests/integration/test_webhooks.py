@@ -22,7 +22,7 @@ async def dispatcher(settings, store, amqp):
         dispatcher = WebhookDispatcher(store, settings, http=http)
         await dispatcher.attach(channel)
         yield dispatcher
-    queues = [settings.webhook_queue] + [
+    queues = [settings.webhook_queue, f"{settings.webhook_queue}.defer"] + [
         f"{settings.webhook_queue}.retry.{n}" for n in range(1, settings.webhook_max_attempts)
     ]
     for queue in queues:
@@ -168,3 +168,159 @@ async def test_duplicate_jobs_deliver_once(
     await dispatcher.run_until_empty()
     assert (await store.get(task_id)).webhook_status == "delivered"
     assert len(receiver.deliveries) == 1
+
+
+def _resolving(*answers):
+    """A resolver that answers `answers[n]` to its n-th lookup (the last one after that)."""
+    calls = []
+
+    async def resolve(host, port):
+        calls.append(host)
+        return list(answers[min(len(calls), len(answers)) - 1])
+
+    resolve.calls = calls
+    return resolve
+
+
+@pytest.fixture
+async def make_dispatcher(settings, store, amqp):
+    """A dispatcher with its own resolver and settings; consuming until the test ends."""
+    made = []
+
+    async def make(resolve, **changes):
+        # The gateway (which checks callbacks at submit) shares these settings.
+        settings.webhook_allowed_hosts = changes.pop("webhook_allowed_hosts")
+        channel = await amqp.channel(publisher_confirms=True, on_return_raises=True)
+        http = httpx.AsyncClient()
+        dispatcher = WebhookDispatcher(
+            store, settings.model_copy(update=changes), http=http, resolve=resolve
+        )
+        await dispatcher.attach(channel)
+        made.append((dispatcher, http, channel))
+        return dispatcher
+
+    yield make
+    for dispatcher, http, channel in made:
+        await dispatcher.stop(drain_timeout_s=5)
+        await http.aclose()
+        await channel.close()
+
+
+async def _submit_hooked(gateway, headers, name, url, n=1):
+    ids = []
+    for i in range(n):
+        answer = await gateway.post(
+            f"/models/{name}/tasks",
+            params={"callback_url": url},
+            json={"text": f"t{i}"},
+            headers=headers,
+        )
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["task_id"])
+    return ids
+
+
+async def test_a_name_resolving_to_loopback_is_never_connected_to(
+    gateway, user, deploy, receiver, store, make_dispatcher
+):
+    resolve = _resolving(["127.0.0.1"])
+    dispatcher = await make_dispatcher(resolve, webhook_allowed_hosts=["*"])
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    # Allowed at submit (a public-looking name); its address is what refuses it.
+    url = f"http://hooks.rebind.example:{receiver.port}/hook"
+    [task_id] = await _submit_hooked(gateway, await user(), name, url)
+    await model.drain()
+    await deliver_until(dispatcher, lambda: _webhook_is(store, task_id, "failed"))
+    assert receiver.deliveries == []
+    record = await store.get(task_id)
+    assert "non-public" in record.fields["webhook_error"]
+    assert resolve.calls == ["hooks.rebind.example"]
+
+
+async def test_a_delivery_goes_to_the_address_it_checked(
+    gateway, user, deploy, receiver, store, make_dispatcher
+):
+    """One lookup per attempt, and the connection is made to the address that lookup gave
+    (a second lookup, which a rebinding name would answer differently, never happens)."""
+    resolve = _resolving(["127.0.0.1"], ["10.255.255.1"])
+    dispatcher = await make_dispatcher(resolve, webhook_allowed_hosts=["pinned.test"])
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    [task_id] = await _submit_hooked(
+        gateway, await user(), name, f"http://pinned.test:{receiver.port}/hook"
+    )
+    await model.drain()
+    await deliver_until(dispatcher, lambda: _webhook_is(store, task_id, "delivered"))
+    assert resolve.calls == ["pinned.test"]
+    assert receiver.deliveries[0].headers["Host"] == f"pinned.test:{receiver.port}"
+
+
+async def test_a_slow_receiver_holds_only_its_share_of_deliveries(
+    gateway, user, deploy, store, make_dispatcher
+):
+    slow, fast = Receiver(delay_s=0.6), Receiver()
+    try:
+        resolve = _resolving(["127.0.0.1"])
+        dispatcher = await make_dispatcher(
+            resolve, webhook_allowed_hosts=["slow.test", "fast.test"], webhook_max_per_host=2
+        )
+        model = await deploy(Echo())
+        name = model.consumer.spec.name
+        slow_ids = await _submit_hooked(
+            gateway, await user(), name, f"http://slow.test:{slow.port}/hook", n=6
+        )
+        [fast_id] = await _submit_hooked(
+            gateway, await user(), name, f"http://fast.test:{fast.port}/hook"
+        )
+        await model.drain()
+        await dispatcher.start()
+        await wait_until(lambda: _all_delivered(store, [*slow_ids, fast_id]), timeout=20)
+        # At most two at once at the slow host, while the other host got its delivery at once.
+        assert slow.most_at_once[f"slow.test:{slow.port}"] == 2
+        assert fast.deliveries[0].received_at < sorted(d.received_at for d in slow.deliveries)[2]
+    finally:
+        slow.close()
+        fast.close()
+
+
+async def test_a_users_deliveries_in_flight_are_limited(
+    gateway, user, deploy, store, services, make_dispatcher
+):
+    from app.quotas.limits import LimitOverrides
+
+    receiver = Receiver(delay_s=0.3)
+    try:
+        dispatcher = await make_dispatcher(
+            _resolving(["127.0.0.1"]), webhook_allowed_hosts=["one.test"]
+        )
+        model = await deploy(Echo())
+        name = model.consumer.spec.name
+        login = "hooks-" + name
+        headers = await user(login)
+        await services.limits.update(login, LimitOverrides(webhooks_in_flight=1))
+        ids = await _submit_hooked(
+            gateway, headers, name, f"http://one.test:{receiver.port}/hook", n=4
+        )
+        await model.drain()
+        await dispatcher.start()
+        await wait_until(lambda: _all_delivered(store, ids), timeout=20)
+        assert receiver.most_at_once[f"one.test:{receiver.port}"] == 1
+    finally:
+        receiver.close()
+
+
+async def _webhook_is(store, task_id, status):
+    return (await store.get(task_id)).webhook_status == status
+
+
+async def _all_delivered(store, task_ids):
+    records = await store.get_many(task_ids)
+    return all(r.webhook_status == "delivered" for r in records)
+
+
+async def wait_until(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, "not settled in time"
+        await asyncio.sleep(0.05)

@@ -4,9 +4,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployments._runtime.autoscaling import (
+    HELD_METRIC,
     INFLIGHT_METRIC,
     QueueBacklogPolicy,
     desired_replicas,
+    latest_max,
     latest_total,
 )
 
@@ -67,3 +69,23 @@ async def test_empty_queue_and_idle_replicas__zero():
 
     policy._poll_once = fake_poll  # type: ignore[method-assign]
     assert policy(Context())[0] == 0
+
+
+async def test_tasks_held_back_by_fair_share_count_as_backlog_once():
+    """Every replica reports the model's held tasks (one model-wide count): the policy takes
+    the newest of them, not their sum, beside the queue's ready messages."""
+    policy = QueueBacklogPolicy(queue="q", amqp_url="amqp://unused", target_per_replica=10)
+
+    async def fake_poll() -> None:
+        policy.ready = 5
+
+    policy._poll_once = fake_poll  # type: ignore[method-assign]
+    import asyncio
+
+    policy(Context())
+    await asyncio.sleep(0)
+    held = {"r1": [Point(40)], "r2": [Point(90), Point(35)]}
+    desired, state = policy(Context(raw_metrics={HELD_METRIC: held}))
+    assert state["held"] == 40
+    assert desired == 5  # ceil((5 ready + 40 held) / 10)
+    assert latest_max(None, HELD_METRIC) == 0

@@ -13,7 +13,7 @@ from app.webhooks.targets import (
     CallbackInvalid,
     CallbackRefused,
     check_callback_url,
-    must_check_addresses,
+    resolve_target,
 )
 
 
@@ -61,9 +61,48 @@ def test_malformed_callbacks_are_invalid_not_refused(url):
         check_callback_url(url, ["*"])
 
 
-def test_only_hosts_allowed_by_the_wildcard_have_their_addresses_checked():
-    assert must_check_addresses("https://hooks.example.com/x", ["*"])
-    assert not must_check_addresses("https://hooks.example.com/x", ["hooks.example.com", "*"])
+def _resolver(*answers):
+    calls = []
+
+    async def resolve(host, port):
+        calls.append((host, port))
+        return list(answers[min(len(calls), len(answers)) - 1])
+
+    resolve.calls = calls
+    return resolve
+
+
+async def test_a_host_allowed_by_the_wildcard_gets_only_public_addresses():
+    resolve = _resolver(["10.0.0.7", "93.184.216.34"])
+    target = await resolve_target("https://hooks.example.com/x?y=1", ["*"], resolve)
+    assert target.address == "93.184.216.34" and resolve.calls == [("hooks.example.com", 443)]
+    assert target.pinned_url == "https://93.184.216.34:443/x?y=1"
+    assert target.host_header == "hooks.example.com"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "fc00::1"])
+async def test_a_name_resolving_to_an_internal_address_is_refused(address):
+    with pytest.raises(CallbackRefused, match="non-public"):
+        await resolve_target("http://rebind.example.com/x", ["*"], _resolver([address]))
+
+
+async def test_a_host_listed_by_name_or_network_may_be_internal():
+    target = await resolve_target(
+        "http://hooks.internal:8080/x", ["hooks.internal"], _resolver(["10.0.0.9"])
+    )
+    assert target.pinned_url == "http://10.0.0.9:8080/x"
+    assert target.host_header == "hooks.internal:8080"
+    by_network = await resolve_target("http://10.2.3.4/x", ["10.0.0.0/8"], _resolver([]))
+    assert by_network.address == "10.2.3.4"
+    v6_answer = await resolve_target(
+        "http://hooks.internal/x", ["hooks.internal"], _resolver(["fd00::5"])
+    )
+    assert v6_answer.pinned_url == "http://[fd00::5]:80/x"
+
+
+async def test_the_allow_list_is_checked_again_at_delivery():
+    with pytest.raises(CallbackRefused):
+        await resolve_target("https://hooks.example.com/x", [], _resolver(["93.184.216.34"]))
 
 
 def test_signature_matches_the_specifications_test_vector():

@@ -84,3 +84,15 @@ class Fixable:
         if self.broken:
             raise RuntimeError("bug in the model")
         return EchoResponse(text=request.text)
+
+
+@model(name="recording", request=EchoRequest, response=EchoResponse, max_attempts=1)
+class Recording:
+    """Echo that remembers the order in which it ran its tasks (by their text)."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+    async def process_request(self, request: EchoRequest) -> EchoResponse:
+        self.order.append(request.text)
+        return EchoResponse(text=request.text)

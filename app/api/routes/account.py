@@ -8,15 +8,25 @@ from app.api.deps import CurrentUser, ServicesDep
 from app.api.routing import BoundedJsonRoute
 from app.api.schemas import AccountOut, WebhookSecretOut, error_responses
 from app.core.errors import Unauthorized
+from app.quotas.limits import UserLimits
+from app.quotas.usage import Usage, read_usage
 
 router = APIRouter(prefix="/account", tags=["account"], route_class=BoundedJsonRoute)
 
 
 @router.get("", response_model=AccountOut, responses=error_responses(401, 503))
 async def account(user: CurrentUser, services: ServicesDep) -> AccountOut:
-    """Your login and role."""
+    """Your login and role, your limits, and what you use of them now."""
     role = await services.accounts.role(user)
-    return AccountOut(login=user, role=role or "user")
+    limits = await services.limits.effective(user)
+    return AccountOut(
+        login=user, role=role or "user", limits=limits, usage=await usage_of(services, user, limits)
+    )
+
+
+async def usage_of(services: ServicesDep, login: str, limits: UserLimits) -> Usage:
+    models = [model.view.name for model in await services.catalog.live()]
+    return await read_usage(services.store, services.leases, login, models, limits)
 
 
 @router.get("/webhook-secret", response_model=WebhookSecretOut, responses=error_responses(401, 503))

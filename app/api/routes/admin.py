@@ -1,5 +1,6 @@
-"""Admin routes: disable and enable a model, its dead letters (look, replay, purge), and the
-platform's status. Every action is logged with the admin who made it."""
+"""Admin routes: disable and enable a model, its dead letters (look, replay, purge), users'
+limits and usage, and the platform's status. Every action is logged with the admin who made
+it."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import psutil
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Path, Query
 
 from app.api.deps import AdminUser, ServicesDep
+from app.api.routes.account import usage_of
 from app.api.routes.models import ModelName, disabled_out
 from app.api.routing import BoundedJsonRoute
 from app.api.schemas import (
+    AdminUserOut,
     DeadLetterOut,
     DeadLettersOut,
     DisableIn,
@@ -26,8 +29,11 @@ from app.api.schemas import (
     ReplayIn,
     StatusOut,
     SwitchOut,
+    UserListOut,
     error_responses,
 )
+from app.core.errors import UserNotFound
+from app.quotas.limits import LimitOverrides
 
 router = APIRouter(prefix="/admin", tags=["admin"], route_class=BoundedJsonRoute)
 status_router = APIRouter(tags=["admin"], route_class=BoundedJsonRoute)
@@ -36,6 +42,7 @@ status_router = APIRouter(tags=["admin"], route_class=BoundedJsonRoute)
 audit = logging.getLogger("app.audit")
 
 MAX_LISTED = 1000
+Login = Annotated[str, Path(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")]
 
 
 @router.post(
@@ -136,6 +143,67 @@ async def purge_dead_letters(name: ModelName, admin: AdminUser, services: Servic
     purged = await services.dead_letters.purge(name)
     audit.warning("admin %s purged %d dead letter(s) of %s", admin, purged, name)
     return PurgedOut(model=name, purged=purged)
+
+
+@router.get(
+    "/users",
+    response_model=UserListOut,
+    responses=error_responses(401, 403, 422, 503),
+)
+async def list_users(
+    admin: AdminUser,
+    services: ServicesDep,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,20}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 100,
+) -> UserListOut:
+    """Registered logins, a page at a time."""
+    logins, after = await services.users.logins(int(cursor or 0), limit)
+    return UserListOut(users=logins, next_cursor=str(after) if after else None)
+
+
+@router.get(
+    "/users/{login}",
+    response_model=AdminUserOut,
+    responses=error_responses(401, 403, 404, 422, 503),
+)
+async def user_detail(login: Login, admin: AdminUser, services: ServicesDep) -> AdminUserOut:
+    """One user: role, limits in force, the overrides an admin set, and usage now."""
+    return await _user_out(services, login)
+
+
+@router.patch(
+    "/users/{login}/limits",
+    response_model=AdminUserOut,
+    responses=error_responses(400, 401, 403, 404, 422, 503),
+)
+async def set_user_limits(
+    login: Login, changes: LimitOverrides, admin: AdminUser, services: ServicesDep
+) -> AdminUserOut:
+    """Change a user's limits: each field given replaces the default for them (-1: no limit;
+    null: back to the default). Every gateway applies it to the user's next request."""
+    await _user_out(services, login)  # 404 for no such user
+    await services.limits.update(login, changes)
+    audit.warning(
+        "admin %s set the limits of %s: %s",
+        admin,
+        login,
+        changes.model_dump(exclude_unset=True, mode="json"),
+    )
+    return await _user_out(services, login)
+
+
+async def _user_out(services: ServicesDep, login: str) -> AdminUserOut:
+    role = await services.users.role(login)
+    if role is None:
+        raise UserNotFound(f"no user {login!r}")
+    limits = await services.limits.effective(login)
+    return AdminUserOut(
+        login=login,
+        role=role,
+        limits=limits,
+        overrides=await services.limits.overrides(login),
+        usage=await usage_of(services, login, limits),
+    )
 
 
 @status_router.get("/status", response_model=StatusOut, responses=error_responses(401, 403, 503))

@@ -49,7 +49,7 @@ def outcome_error(outcome: InferOutcome) -> Exception:
             "description": "The model's response message.",
             "content": {PROTOBUF_CONTENT_TYPE: {}},
         },
-        **error_responses(400, 401, 404, 413, 415, 422, 502, 503, 504),
+        **error_responses(400, 401, 404, 413, 415, 422, 429, 502, 503, 504),
     },
     openapi_extra=_body(
         "The model's request message (see the model's own operation).", {"type": "object"}
@@ -60,5 +60,8 @@ async def infer(
 ) -> Response:
     """Run the model on one request and answer with its response message (no task)."""
     model, message = await enabled_model_request(services, name, request)
+    rate_headers = await services.take_call(user, name)
     outcome = await services.caller.infer(model.view, message.SerializeToString(deterministic=True))
-    return answer(model, outcome, request)
+    response = answer(model, outcome, request)
+    response.headers.update(rate_headers)
+    return response

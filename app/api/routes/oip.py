@@ -62,6 +62,7 @@ ERRORS = {
     401: _oip_error("Missing or invalid bearer token."),
     404: _oip_error("No such live model."),
     422: _oip_error("The model refused the request (InvalidInput)."),
+    429: _oip_error("A limit of yours was reached (see Retry-After)."),
     502: _oip_error("The model failed."),
     503: _oip_error("The model or a dependency is unavailable."),
     504: _oip_error("The model did not answer in time."),
@@ -140,7 +141,7 @@ async def model_ready(name: OipModel, user: CurrentUser, services: ServicesDep) 
             "description": "The outputs (JSON, or a JSON header and binary tensor data).",
             "content": {"application/octet-stream": {}},
         },
-        **{k: ERRORS[k] for k in (400, 401, 404, 422, 502, 503, 504)},
+        **{k: ERRORS[k] for k in (400, 401, 404, 422, 429, 502, 503, 504)},
     },
     openapi_extra={
         "requestBody": {
@@ -176,6 +177,7 @@ async def model_infer(
         raise BadRequest(str(exc)) from exc
     request_id = document.get("id") if isinstance(document.get("id"), str) else None
     binary_default = bool((document.get("parameters") or {}).get("binary_data_output", False))
+    await services.take_call(user, name)
     outcome = await services.caller.infer(model.view, message.SerializeToString(deterministic=True))
     if outcome.outcome is not Outcome.OK:
         raise outcome_error(outcome)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import CurrentUser, ServicesDep
+from app.api.deps import CurrentUser, ServicesDep, take_stream_lease
 from app.api.owned import load_owned, task_response
 from app.api.routes.tasks import ModelName, TaskId
 from app.api.routing import BoundedJsonRoute
@@ -16,6 +16,7 @@ from app.api.schemas import TaskPage, error_responses
 from app.core.lifecycle import TaskDocument, TaskRecord, TaskStatus
 from app.core.metrics import EVENT_STREAMS, LONG_POLL_WAITERS
 from app.notifications import Watch
+from app.quotas.leases import OPEN_STREAMS
 from protos.codec import PROTOBUF_CONTENT_TYPE
 
 router = APIRouter(tags=["tasks"], route_class=BoundedJsonRoute)
@@ -32,7 +33,7 @@ EVENT_STREAM = "text/event-stream"
             "content": {PROTOBUF_CONTENT_TYPE: {}},
         },
         202: {"model": TaskDocument, "description": "Not done yet."},
-        **error_responses(401, 403, 404, 422, 503),
+        **error_responses(401, 403, 404, 422, 429, 503),
     },
 )
 async def get_result(
@@ -50,12 +51,14 @@ async def get_result(
     record = await load_owned(services, task_id, name, user)
     wait = min(wait, services.settings.max_wait_s)
     if not record.status.is_final and wait > 0:
+        lease = await take_stream_lease(services, user)
         services.metrics.inc(LONG_POLL_WAITERS, amount=1)
         try:
             async with services.notifications.watch(task_id) as watch:
                 record = await watch.final(wait)
         finally:
             services.metrics.inc(LONG_POLL_WAITERS, amount=-1)
+            await services.leases.give_back(OPEN_STREAMS, user, lease)
     return task_response(record, request)
 
 
@@ -100,7 +103,7 @@ def _event(record: TaskRecord, previous: TaskRecord | None) -> str:
                 }
             },
         },
-        **error_responses(401, 403, 404, 422, 503),
+        **error_responses(401, 403, 404, 422, 429, 503),
     },
 )
 async def task_events(
@@ -119,9 +122,14 @@ async def task_events(
 ) -> StreamingResponse:
     """Follow a task's state changes as server-sent events until it is done."""
     await load_owned(services, task_id, name, user)
+    lease = await take_stream_lease(services, user)
     watching = services.notifications.watch(task_id)
     # Subscribed before the answer starts, so a dead Redis is a 503, not a broken stream.
-    watch = await watching.__aenter__()
+    try:
+        watch = await watching.__aenter__()
+    except BaseException:
+        await services.leases.give_back(OPEN_STREAMS, user, lease)
+        raise
     services.metrics.inc(EVENT_STREAMS, amount=1)
     resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
 
@@ -132,6 +140,7 @@ async def task_events(
         finally:
             services.metrics.inc(EVENT_STREAMS, amount=-1)
             await watching.__aexit__(None, None, None)
+            await services.leases.give_back(OPEN_STREAMS, user, lease)
 
     return StreamingResponse(
         stream(),

@@ -41,7 +41,7 @@ def _body(description: str, json_schema: dict[str, Any]) -> dict[str, Any]:
     "/models/{name}/tasks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskAccepted,
-    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503),
     openapi_extra=_body(
         "The model's request message (see the model's own operation).", {"type": "object"}
     ),
@@ -49,18 +49,21 @@ def _body(description: str, json_schema: dict[str, Any]) -> dict[str, Any]:
 async def submit_task(
     name: ModelName,
     request: Request,
+    response: Response,
     user: CurrentUser,
     services: ServicesDep,
     options: SubmitOptionsDep,
 ) -> TaskAccepted:
     """Queue a task for a model; the body is its request message as JSON or protobuf."""
     model, message = await enabled_model_request(services, name, request)
-    [task_id] = await services.submitter.submit(
+    accepted = await services.submitter.submit(
         model=model.view,
         owner=user,
         payloads=[message.SerializeToString(deterministic=True)],
         options=options,
     )
+    response.headers.update(accepted.rate_headers())
+    [task_id] = accepted.task_ids
     return TaskAccepted(task_id=task_id)
 
 
@@ -68,7 +71,7 @@ async def submit_task(
     "/models/{name}/batches",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
-    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 503),
+    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503),
     openapi_extra=_body(
         "A JSON array of the model's request messages, or a `platform.Batch` protobuf "
         "(`repeated bytes requests`, each a serialized request message).",
@@ -78,6 +81,7 @@ async def submit_task(
 async def submit_batch(
     name: ModelName,
     request: Request,
+    response: Response,
     user: CurrentUser,
     services: ServicesDep,
     options: SubmitOptionsDep,
@@ -93,14 +97,15 @@ async def submit_batch(
         model.types.request_validator,
         max_items=services.settings.max_batch_tasks,
     )
-    task_ids = await services.submitter.submit(
+    accepted = await services.submitter.submit(
         model=model.view,
         owner=user,
         payloads=[m.SerializeToString(deterministic=True) for m in messages],
         options=options,
         kind="batch",
     )
-    return BatchAccepted(task_ids=task_ids)
+    response.headers.update(accepted.rate_headers())
+    return BatchAccepted(task_ids=accepted.task_ids)
 
 
 @router.delete(
