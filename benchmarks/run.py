@@ -34,7 +34,18 @@ from benchmarks.harness import (
     token,
 )
 
-FIGURES = ["submit", "latency", "batch", "waiters", "webhooks", "drain", "infer", "embedder"]
+FIGURES = [
+    "submit",
+    "latency",
+    "batch",
+    "waiters",
+    "webhooks",
+    "drain",
+    "infer",
+    "embedder",
+    "fairness",
+    "quotas",
+]
 
 
 def main() -> int:

@@ -17,6 +17,8 @@ if ! port_open 5672 && ! command -v rabbitmq-server >/dev/null; then missing+=(r
 # Prometheus (and its promtool, which the tests use on the alert rules): scripts/monitoring.sh.
 optional=()
 if ! command -v promtool >/dev/null; then optional+=(prometheus); fi
+# wrk: the benchmarks' load generator (python -m benchmarks.run).
+if ! command -v wrk >/dev/null; then optional+=(wrk); fi
 if [ "$((${#missing[@]} + ${#optional[@]}))" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${missing[*]} ${optional[*]}"
