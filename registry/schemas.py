@@ -93,6 +93,10 @@ class InstanceState:
     last_seen: float
     missed_pings: int = 0
     status: ReplicaStatus | None = None
+    # What this instance said about its model (a rolling update runs old and new side by side).
+    model: ModelInfo | None = None
+    # Registrations before this one: orders instances registered within the same clock tick.
+    order: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ class InstanceDetail:
 
 @dataclass
 class ModelRecord:
+    # The model as its newest instance describes it (kept after the last one goes, for a
+    # model that scales to zero).
     info: ModelInfo
     instances: dict[str, InstanceState] = field(default_factory=dict)
 

@@ -27,14 +27,18 @@ MAX_MISSED_PINGS = 2
 class RegistryState:
     """Live models and their instances.
 
-    Identity of a model is its name plus its request and response message full names. A
-    changed schema under the same message names (a rolling update adding a field) is accepted
-    and replaces the stored descriptors: the newest instance to register describes the model.
+    Identity of a model is its name plus its request and response message full names. Each
+    instance keeps what it registered; the model is described by its newest instance (the one
+    registered last), so a redeploy that changes anything (a field added to a message, the
+    version, a setting such as `cache_ttl_s`) shows as soon as a new replica registers, while
+    old replicas of a rolling update still run, and the description goes back to an older
+    instance's only if the newer ones go first.
     """
 
     def __init__(self, now: float = 0.0) -> None:
         self._models: dict[str, ModelRecord] = {}
         self._version = 0
+        self._registrations = 0
         self.incarnation = uuid.uuid4().hex
         self._started_at = now
 
@@ -68,26 +72,45 @@ class RegistryState:
         if record is None:
             record = self._models[model.name] = ModelRecord(info=model)
             self._version += 1
-        elif record.info.fingerprint != model.fingerprint:
-            logger.warning(
-                "model %s: schema changed (%s -> %s)",
-                model.name,
-                record.info.fingerprint,
-                model.fingerprint,
-            )
-            record.info = model
-            self._version += 1
         existing = record.instances.get(instance.instance_id)
         if existing is not None:
             existing.last_seen = now
             existing.missed_pings = 0
             existing.status = status or existing.status
+            existing.model = model
+            self._describe(record)
             return False
+        self._registrations += 1
         record.instances[instance.instance_id] = InstanceState(
-            info=instance, registered_at=now, last_seen=now, status=status
+            info=instance,
+            registered_at=now,
+            last_seen=now,
+            status=status,
+            model=model,
+            order=self._registrations,
         )
         self._version += 1
+        self._describe(record)
         return True
+
+    def _describe(self, record: ModelRecord) -> None:
+        """Describe the model as its newest instance does (a change bumps the version)."""
+        newest = max(
+            record.instances.values(),
+            key=lambda state: (state.registered_at, state.order),
+            default=None,
+        )
+        if newest is None or newest.model is None or newest.model == record.info:
+            return
+        if newest.model.fingerprint != record.info.fingerprint:
+            logger.warning(
+                "model %s: schema changed (%s -> %s)",
+                record.info.name,
+                record.info.fingerprint,
+                newest.model.fingerprint,
+            )
+        record.info = newest.model
+        self._version += 1
 
     def details(self, model_name: str) -> list[InstanceDetail] | None:
         """The live instances of a model, oldest first; None for a model it does not know."""
@@ -118,6 +141,8 @@ class RegistryState:
             return False
         if not record.instances and not record.info.scale_to_zero:
             del self._models[model_name]
+        else:
+            self._describe(record)
         self._version += 1
         return True
 

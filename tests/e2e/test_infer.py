@@ -15,7 +15,7 @@ from deployments.iris import Iris
 from deployments.summarizer import Summarizer
 from protos.echo_pb2 import EchoRequest, EchoResponse
 from protos.iris_pb2 import IrisRequest, IrisResponse
-from tests.utils.e2e import submit, wait_for, wait_result
+from tests.utils.e2e import listed, submit, wait_for, wait_result
 from tests.utils.models import Counting
 
 SETOSA = {"sepal_length": 5.0, "sepal_width": 3.4, "petal_length": 1.5, "petal_width": 0.2}
@@ -236,3 +236,109 @@ def test_no_cache_ttl__every_request_runs(http, auth, deploy_model):
     for expected in (1, 2):
         answer = wait_result(http, headers, name, submit(http, headers, name, {"text": "same"}))
         assert answer["cached"] is False and answer["result"]["replica"] == f"calls={expected}"
+
+
+def test_a_settings_only_redeploy_reaches_the_gateway_while_an_old_instance_lingers(
+    http, auth, deploy_model
+):
+    """Only `cache_ttl_s` changes; an instance of the old deployment stays registered (it keeps
+    re-registering, as a replica of a rolling update does until it stops). The new setting
+    shows in /models within an interval, and identical requests are answered from the cache."""
+    import asyncio
+    import threading
+
+    from app.core.settings import get_settings
+    from deployments._runtime.replica import effective_spec, model_info
+    from registry.client import RayRegistry
+    from registry.schemas import InstanceInfo
+
+    headers = auth()
+    name = deploy_model(Counting)
+    assert listed(http, headers)[name]["cached"] is False
+    settings = get_settings()
+    registry = RayRegistry(
+        name=settings.registry_name,
+        namespace=settings.registry_namespace,
+        ping_interval_s=settings.ping_interval_s,
+        ping_timeout_s=settings.ping_timeout_s,
+    )
+    old = model_info(effective_spec(Counting, {"name": name}))
+    lingering = InstanceInfo(instance_id=f"lingering-{name}")
+    stop = threading.Event()
+
+    def linger() -> None:
+        loop = asyncio.new_event_loop()
+        while not stop.is_set():
+            loop.run_until_complete(registry.register(old, lingering))
+            stop.wait(0.2)
+        loop.run_until_complete(registry.logout(name, lingering.instance_id))
+        loop.close()
+
+    thread = threading.Thread(target=linger, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: listed(http, headers)[name]["instances"] == 2, timeout=30)
+        deploy_model(Counting, name=name, overrides={"cache_ttl_s": 300})
+        wait_for(lambda: listed(http, headers)[name]["cached"] is True, timeout=30)
+        assert listed(http, headers)[name]["instances"] >= 2  # the old one is still there
+        first = wait_result(http, headers, name, submit(http, headers, name, {"text": "same"}))
+        again = wait_result(http, headers, name, submit(http, headers, name, {"text": "same"}))
+        assert first["cached"] is False and again["cached"] is True
+        assert again["result"] == first["result"]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_infer_to_a_replica_that_dies_mid_call__503_with_retry_after(http, auth, deploy_model):
+    import threading
+
+    import ray
+
+    headers = auth()
+    name = deploy_model(Echo, num_replicas=1)
+    answers = []
+    call = threading.Thread(
+        target=lambda: answers.append(infer(http, headers, name, {"text": "x", "delay_ms": 5000}))
+    )
+    call.start()
+    wait_for(lambda: _serve_busy(name), timeout=20, interval=0.05)  # the call is running
+    replica = next(
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{name}#")
+    )
+    ray.kill(ray.get_actor(replica, namespace="serve"), no_restart=True)
+    call.join(timeout=60)
+    [answer] = answers
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "model_unavailable" and answer.headers["Retry-After"]
+    # Serve replaces the replica; calls work again.
+    wait_for(lambda: infer(http, headers, name, {"text": "y"}).status_code == 200, timeout=60)
+
+
+def _serve_busy(app: str) -> bool:
+    """Whether the app's replica has a request running (Serve's own count)."""
+    import ray
+
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] == "serve" and actor["name"].startswith(f"SERVE_REPLICA::{app}#"):
+            replica = ray.get_actor(actor["name"], namespace="serve")
+            try:
+                metrics = ray.get(replica.get_num_ongoing_requests.remote(), timeout=5)
+            except Exception:  # noqa: BLE001 - not there yet, or gone
+                return False
+            return bool(metrics)
+    return False
+
+
+def test_infer_to_a_model_scaled_to_zero_wakes_it(http, auth, deploy_model):
+    headers = auth()
+    name = deploy_model(
+        Echo, overrides={"min_replicas": 0, "max_replicas": 1, "downscale_delay_s": 1}
+    )
+    wait_for(lambda: listed(http, headers).get(name, {}).get("instances") == 0, timeout=60)
+    answer = infer(http, headers, name, {"text": "awake"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["text"] == "awake"
+    assert listed(http, headers)[name]["instances"] == 1

@@ -43,6 +43,30 @@ def test_schema_change_under_same_names__newest_descriptor_wins():
     assert state.version > version
 
 
+def test_a_settings_only_redeploy_is_described_by_its_newest_instance():
+    """A rolling update with the same messages but new settings: the new replica's info wins
+    while the old one still re-registers, and the old one's comes back only if the new goes."""
+    import dataclasses
+
+    state = RegistryState()
+    old = info()
+    new = dataclasses.replace(old, cache_ttl_s=3600.0, version="2", timeout_s=5.0)
+    state.register(old, InstanceInfo("old"), now=0)
+    version = state.version
+    state.register(new, InstanceInfo("new"), now=1)
+    for tick in range(2, 5):  # both keep re-registering, as replicas do every interval
+        state.register(old, InstanceInfo("old"), now=tick)
+        state.register(new, InstanceInfo("new"), now=tick)
+    (model,) = state.snapshot().models
+    assert (model.cache_ttl_s, model.version, model.timeout_s) == (3600.0, "2", 5.0)
+    assert model.instances == 2 and state.version > version
+    settled = state.version
+    state.register(new, InstanceInfo("new"), now=5)
+    assert state.version == settled  # a refresh with nothing new changes nothing
+    state.logout("m", "new")
+    assert state.snapshot().models[0].cache_ttl_s == 0.0
+
+
 def test_version_changes_only_when_the_set_changes():
     state = RegistryState()
     state.register(info(), InstanceInfo("i1"), now=0)
