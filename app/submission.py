@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from app.core.broker import BrokerError, Publisher, QueueMissing
 from app.core.envelope import created_at, new_envelope
-from app.core.errors import InvalidInput, ModelUnavailable, Unavailable
+from app.core.errors import Conflict, InvalidInput, ModelUnavailable, Unavailable
 from app.core.fair_share import DEFAULT_WINDOW, Priority, declare_hold_queue, hold_queue
-from app.core.idempotency import IdempotencyKeys, KeyReused
+from app.core.idempotency import IdempotencyKeys, KeyInProgress, KeyReused
 from app.core.metrics import TASKS_SUBMITTED, MetricsRecorder
 from app.core.store import Admission, PendingTask, ResultStore, StoreError, SubmitLimits, now
 from app.inference import ModelCaller
@@ -64,6 +64,15 @@ class Accepted:
 
 class IdempotencyConflict(InvalidInput):
     code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(Conflict):
+    """A repeat of a submit whose first request is still being processed."""
+
+    code = "idempotency_key_in_progress"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
 
 
 def request_digest(model: str, kind: str, payloads: Sequence[bytes], options: SubmitOptions) -> str:
@@ -140,16 +149,21 @@ class Submitter:
         envelopes = [new_envelope(model=name, owner=owner, payload=p) for p in payloads]
         ids = [envelope.task_id for envelope in envelopes]
         key = options.idempotency_key
+        digest = ""
         if key is not None:
             digest = request_digest(name, kind, payloads, options)
             try:
                 earlier = await self._idempotency.claim(owner, key, digest, ids)
             except KeyReused as exc:
                 raise IdempotencyConflict(str(exc)) from exc
+            except KeyInProgress as exc:
+                raise IdempotencyInProgress(f"{exc}; try again in a moment for its answer") from exc
             if earlier is not None:
                 return Accepted(earlier)
         try:
             admission = await self._accept(model, owner, envelopes, options)
+            if key is not None:
+                await self._complete(owner, key, digest, ids)
         except BaseException:
             if key is not None:
                 try:
@@ -159,6 +173,14 @@ class Submitter:
             raise
         self._metrics.inc(TASKS_SUBMITTED, name, amount=len(ids))
         return Accepted(ids, admission.tokens_left, admission.rate, admission.burst)
+
+    async def _complete(self, owner: str, key: str, digest: str, ids: list[str]) -> None:
+        """Mark the key done; should Redis fail here, the claim lapses by itself (a repeat
+        after that runs the request again), and the tasks, accepted already, stand."""
+        try:
+            await self._idempotency.complete(owner, key, digest, ids)
+        except StoreError as exc:
+            logger.warning("an idempotency key could not be marked done: %s", exc)
 
     async def _accept(
         self, model: ModelView, owner: str, envelopes: list[Task], options: SubmitOptions

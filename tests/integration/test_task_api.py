@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from deployments.echo import Echo
 from deployments.iris import Iris
 from protos.iris_pb2 import IrisRequest
@@ -271,6 +273,98 @@ async def test_idempotency_key_on_batches(gateway, user, deploy):
     second = await gateway.post(f"/models/{name}/batches", json=bodies, headers=headers)
     assert first.json()["task_ids"] == second.json()["task_ids"]
     assert await model.drain() == 2
+
+
+@pytest.fixture
+def slow_publish(services, monkeypatch):
+    """Make the gateway's next publish take `delay_s`, then do `then` ("publish" or "fail")."""
+    from app.core.broker import BrokerError
+
+    original = services.publisher.publish
+    plan = {}
+
+    async def publish(*args, **kwargs):
+        step = plan.pop("next", None)
+        if step is not None:
+            delay_s, then = step
+            await asyncio.sleep(delay_s)
+            if then == "fail":
+                raise BrokerError("the broker went away")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(services.publisher, "publish", publish)
+
+    def arm(delay_s, then="publish"):
+        plan["next"] = (delay_s, then)
+
+    return arm
+
+
+async def test_concurrent_submits_with_one_key_make_one_task(gateway, user, deploy, store):
+    headers = {**(await user()), "Idempotency-Key": "same-everywhere"}
+    model = await deploy(Counting())
+    name = model.consumer.spec.name
+    calls = Counting.calls
+    answers = await asyncio.gather(
+        *(submit(gateway, headers, name, {"text": "once"}) for _ in range(8))
+    )
+    assert [a.status_code for a in answers] == [202] * 8
+    assert len({a.json()["task_id"] for a in answers}) == 1
+    listed = (await gateway.get("/tasks", params={"model": name}, headers=headers)).json()
+    assert len(listed["tasks"]) == 1
+    assert await model.drain() == 1 and Counting.calls == calls + 1
+
+
+async def test_a_repeat_while_the_first_is_in_progress_gets_its_outcome_once_done(
+    gateway, user, deploy, slow_publish
+):
+    headers = {**(await user()), "Idempotency-Key": "slow-first"}
+    name = (await deploy(Echo())).consumer.spec.name
+    slow_publish(0.5)
+    first = asyncio.ensure_future(submit(gateway, headers, name, {"text": "x"}))
+    await asyncio.sleep(0.1)  # the first holds the key and is publishing
+    second = await submit(gateway, headers, name, {"text": "x"})
+    assert first.done(), "the repeat answered before the first request's outcome"
+    assert second.status_code == 202
+    assert second.json()["task_id"] == first.result().json()["task_id"]
+    # The id it was given names a task that exists.
+    exists = await gateway.get(
+        f"/models/{name}/result", params={"task_id": second.json()["task_id"]}, headers=headers
+    )
+    assert exists.status_code == 202
+
+
+async def test_a_repeat_never_gets_the_ids_of_a_refused_submit(
+    gateway, user, deploy, slow_publish, store
+):
+    headers = {**(await user()), "Idempotency-Key": "first-fails"}
+    name = (await deploy(Echo())).consumer.spec.name
+    slow_publish(0.4, then="fail")
+    first = asyncio.ensure_future(submit(gateway, headers, name, {"text": "x"}))
+    await asyncio.sleep(0.1)
+    second = await submit(gateway, headers, name, {"text": "x"})
+    assert (await first).status_code == 503
+    assert second.status_code == 202
+    task_id = second.json()["task_id"]
+    record = await store.get(task_id)
+    assert record is not None and record.status.value == "pending"
+    mine = (await gateway.get("/tasks", headers=headers)).json()["tasks"]
+    assert {t["status"] for t in mine if t["task_id"] != task_id} == {"failed"}
+
+
+async def test_a_repeat_of_a_request_still_in_progress_after_a_while__409(
+    gateway, user, deploy, slow_publish
+):
+    headers = {**(await user()), "Idempotency-Key": "very-slow-first"}
+    name = (await deploy(Echo())).consumer.spec.name
+    slow_publish(3.5)
+    first = asyncio.ensure_future(submit(gateway, headers, name, {"text": "x"}))
+    await asyncio.sleep(0.1)
+    second = await submit(gateway, headers, name, {"text": "x"})
+    assert second.status_code == 409, second.text
+    assert second.json()["error"] == "idempotency_key_in_progress"
+    assert second.headers["Retry-After"] == "1"
+    assert (await first).status_code == 202
 
 
 # ---- deadlines -------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def _body(description: str, json_schema: dict[str, Any]) -> dict[str, Any]:
     "/models/{name}/tasks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskAccepted,
-    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
     openapi_extra=_body(
         "The model's request message (see the model's own operation).", {"type": "object"}
     ),
@@ -71,7 +71,7 @@ async def submit_task(
     "/models/{name}/batches",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
-    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
     openapi_extra=_body(
         "A JSON array of the model's request messages, or a `platform.Batch` protobuf "
         "(`repeated bytes requests`, each a serialized request message).",
