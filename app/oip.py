@@ -104,6 +104,8 @@ def request_message(
     """The request message the `inputs` describe, and the outputs the client asked for."""
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
         raise TensorError("an inference request is an object with an `inputs` list")
+    if not document["inputs"]:
+        raise TensorError("`inputs` is empty: a model has at least one input")
     descriptor = message_cls.DESCRIPTOR
     message = message_cls()
     offset = 0
@@ -128,7 +130,7 @@ def request_message(
             values = list(_flatten(tensor.get("data"), field.name))
         _check_shape(tensor.get("shape"), len(values), field)
         _set(message, field, values)
-    outputs = document.get("outputs") or []
+    outputs = document.get("outputs", [])
     if not isinstance(outputs, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
     ):

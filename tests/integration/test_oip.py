@@ -67,6 +67,26 @@ async def test_json_tensors_metadata_and_errors(gateway, user, deploy):
     )
     assert bad.status_code == 400 and "no input named 'x'" in bad.json()["error"]
     assert set(bad.json()) == {"error"}  # the protocol's error shape
+    for edge in ({"inputs": []}, {**document, "outputs": {}}):
+        refused = await gateway.post(f"/v2/models/{name}/infer", json=edge, headers=headers)
+        assert refused.status_code == 400 and set(refused.json()) == {"error"}, refused.text
     unauthorized = await gateway.get(f"/v2/models/{name}")
     assert unauthorized.status_code == 401 and set(unauthorized.json()) == {"error"}
     assert (await gateway.get("/v2/health/live")).json() == {"live": True}
+
+
+async def test_readiness_is_about_the_model_not_its_tensors(gateway, user, deploy, registry):
+    """A model whose request is not flat has no tensor mapping, but is ready all the same."""
+    from deployments.summarizer import Summarizer
+
+    headers = await user()
+    name = (await deploy(Summarizer())).consumer.spec.name
+    assert (await gateway.get(f"/v2/models/{name}", headers=headers)).status_code == 400
+    ready = await gateway.get(f"/v2/models/{name}/ready", headers=headers)
+    assert ready.status_code == 200 and ready.json() == {"name": name, "ready": True}
+    missing = await gateway.get("/v2/models/no-such-model/ready", headers=headers)
+    assert missing.status_code == 404 and set(missing.json()) == {"error"}
+    for instance in await registry.instances(name):
+        await registry.logout(name, instance.instance_id)
+    gone = await gateway.get(f"/v2/models/{name}/ready", headers=headers)
+    assert gone.status_code in (404, 503), gone.text

@@ -107,6 +107,14 @@ def test_binary_request_to_message():
             "numbers",
         ),
         ({"inputs": [{"name": "sepal_length", "shape": [1], "datatype": "FP32"}]}, "no `data`"),
+        ({"inputs": []}, "`inputs` is empty"),
+        (
+            {
+                "inputs": [{"name": "sepal_length", "shape": [1], "datatype": "FP32", "data": [1]}],
+                "outputs": {},
+            },
+            "`outputs` is a list",
+        ),
     ],
 )
 def test_bad_requests_say_why(document, why):
