@@ -216,7 +216,9 @@ def build_gateway(**options: Any) -> Any:
             "upscale_delay_s": 5,
             "downscale_delay_s": 60,
         },
-        "ray_actor_options": {"num_cpus": 0.25},
+        # Ray's CPUs are a reservation, not a limit: the gateway waits on I/O, and a small
+        # share leaves room on a 2-core machine for the models users add.
+        "ray_actor_options": {"num_cpus": 0.1},
         "health_check_period_s": 10,
     }
     options = {**defaults, **options}

@@ -77,7 +77,12 @@ class ModelSettings(BaseModel):
         description="Tasks one replica runs at once (its RabbitMQ prefetch); default "
         "`APP_PREFETCH_COUNT`. Use 1 for a model that keeps a CPU busy.",
     )
-    num_cpus: float = Field(default=0.5, ge=0, description="CPUs Ray reserves for each replica.")
+    num_cpus: float = Field(
+        default=0.25,
+        ge=0,
+        description="CPUs Ray reserves for each replica: a quarter suits an async model that "
+        "mostly waits; give a model that keeps a CPU busy 1 (and max_concurrency=1).",
+    )
     num_gpus: float = Field(
         default=0,
         ge=0,

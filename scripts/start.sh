@@ -20,12 +20,15 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 # Ray's token authentication, for the cluster and for the CLI calls below alike; the token
 # lives in ~/.ray/auth_token, generated on first use.
 export RAY_AUTH_MODE=token
+# Serve says a replica cannot be scheduled (no CPU left) after this long; scripts/deploy.sh
+# stops waiting as soon as it does, with Serve's message.
+export RAY_SERVE_SLOW_STARTUP_WARNING_S="${RAY_SERVE_SLOW_STARTUP_WARNING_S:-10}"
 [ -s "$HOME/.ray/auth_token" ] || ray get-auth-token --generate >/dev/null
 if ! ray status --address "127.0.0.1:${RAY_PORT}" >/dev/null 2>&1; then
   ray start --head --port "$RAY_PORT" --node-ip-address 127.0.0.1 \
     --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" \
     --metrics-export-port "${RAY_METRICS_PORT:-8080}" \
-    --num-cpus "${RAY_NUM_CPUS:-2}" --disable-usage-stats
+    --num-cpus "${RAY_NUM_CPUS:-$(nproc)}" --disable-usage-stats
 fi
 
 scripts/deploy.sh
