@@ -241,13 +241,11 @@ return {take[1], take[2], take[3], tostring(rate), tostring(burst)}
 """
 )
 
-# How many of an owner's held tasks their window has room for now. KEYS: released set, held
-# set. ARGV: window.
+# How many more of an owner's tasks their window has room for now. KEYS: released set.
+# ARGV: window.
 _RELEASE_ROOM = LuaScript("""
-local held = redis.call('ZCARD', KEYS[2])
 local room = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
-if room < 0 then room = 0 end
-if held < room then return held end
+if room < 0 then return 0 end
 return room
 """)
 
@@ -678,8 +676,8 @@ class ResultStore:
         )
 
     async def release_room(self, model: str, owner: str, window: int) -> int:
-        """How many of the owner's held tasks may move into the work queue now."""
-        keys = [self.fair.released(model, owner), self.fair.held(model, owner)]
+        """How many more of the owner's tasks their window has room for now."""
+        keys = [self.fair.released(model, owner)]
         with store_errors():
             return int(await self._batch.call(_RELEASE_ROOM, keys, [window]))
 

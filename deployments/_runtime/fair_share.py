@@ -77,12 +77,18 @@ class Releaser:
             queue = self._queues[owner] = await declare_hold_queue(self._channel, self.model, owner)
         moved = 0
         room = await self.store.release_room(self.model, owner, self.window)
-        while moved < room and (message := await queue.get(no_ack=False, fail=False)):
+        if room == 0:
+            return 0  # the window is full: this owner's turn comes as their tasks end
+        while (message := await queue.get(no_ack=False, fail=False)) is not None:
             task_id = message.message_id or ""
             if not await self.store.is_held(self.model, owner, task_id):
-                # Ended while held, or moved already by a release cut short.
+                # Ended while held (cancelled, expired), or moved already by a release cut
+                # short: nothing to run. Such copies are cleared whenever the queue is read.
                 await message.ack()
                 continue
+            if moved >= room:
+                await message.nack(requeue=True)  # its turn has not come: back in its place
+                break
             await publish_confirmed(
                 self._channel,
                 self.model,
