@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates the virtualenv (VENV, default .venv) and installs the project with its test tools
-# and the embedder example's PyTorch model.
+# Creates the virtualenv (VENV, default .venv) and installs the project with its test tools,
+# the embedder example's PyTorch model and the benchmarks' peers (the suite smoke-runs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
@@ -8,4 +8,4 @@ VENV="${VENV:-.venv}"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # PyTorch before what depends on it: the exact pin takes the CPU build, anything looser a CUDA one.
 "$VENV/bin/python" -m pip install --quiet torch==2.13.0
-"$VENV/bin/python" -m pip install --quiet -e ".[test,dev,embedder]"
+"$VENV/bin/python" -m pip install --quiet -e ".[test,dev,embedder,bench]"

@@ -27,7 +27,8 @@ from app.core.broker import (
 )
 from app.core.envelope import EnvelopeError, decode_envelope
 from app.core.errors import QueueNotFound
-from app.core.store import ResultStore
+from app.core.lifecycle import TaskRecord
+from app.core.store import ResultStore, StoreError
 from protos.task_pb2 import Task
 
 logger = logging.getLogger(__name__)
@@ -108,16 +109,35 @@ class DeadLetters:
                 if task is None or (task_ids is not None and task.task_id not in task_ids):
                     continue  # stays: unacked, it goes back to the queue with the channel
                 task.attempt = 1
+                before = await self._store.get(task.task_id)
                 await self._store.replay(task.task_id)
-                await publish_confirmed(
-                    channel,
-                    names.work,
-                    persistent_message(task.SerializeToString(), message_id=task.task_id),
-                    timeout_s=30,
-                )
+                try:
+                    await publish_confirmed(
+                        channel,
+                        names.work,
+                        persistent_message(task.SerializeToString(), message_id=task.task_id),
+                        timeout_s=30,
+                    )
+                except BaseException:
+                    # The letter stays (unacked, it goes back); so does the task's failure.
+                    await self._restore(task.task_id, before)
+                    raise
                 await message.ack()
                 replayed.append(task.task_id)
         return replayed
+
+    async def _restore(self, task_id: str, before: TaskRecord | None) -> None:
+        if before is None:
+            return
+        try:
+            await self._store.fail(
+                task_id,
+                error=before.fields.get("error", ""),
+                error_code=before.fields.get("error_code", ""),
+                attempts=before.attempts,
+            )
+        except StoreError as exc:
+            logger.error("task %s stays pending after a failed replay: %s", task_id, exc)
 
     async def purge(self, model: str) -> int:
         """Delete every dead letter of the model; return how many there were."""

@@ -54,6 +54,7 @@ def serve_url() -> Iterator[str]:
             # the quota tests give their users limits of their own.
             "APP_REGISTER_BURST": "100000",
             "APP_QUOTA_SUBMITS_PER_S": "-1",
+            "APP_QUOTA_OPEN_STREAMS": "-1",
             "APP_PING_INTERVAL_S": str(PING_INTERVAL_S),
             "APP_PING_TIMEOUT_S": "1",
             "APP_MODEL_CACHE_TTL_S": "0",

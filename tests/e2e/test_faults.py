@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from deployments.echo import Echo
-from tests.utils.e2e import finish_all, listed, queue_stat, submit, submit_all, wait_for
+from tests.utils.e2e import finish_all, listed, queue_stat, submit, submit_all, wait_for, when
 
 
 def _unacked(queue: str) -> int:
@@ -159,6 +159,12 @@ def test_redeploy_during_a_stream_of_tasks_loses_nothing(http, auth, deploy_mode
 
     headers = auth()
     name = deploy_model(Echo, num_replicas=1)
+
+    def replica_ids() -> set[str]:
+        body = http.get(f"/models/{name}", headers=headers).json()
+        return {r["replica_id"] for r in body.get("replicas", [])}
+
+    before = wait_for(replica_ids)
     accepted: dict[str, str] = {}
     stop = threading.Event()
 
@@ -187,10 +193,16 @@ def test_redeploy_during_a_stream_of_tasks_loses_nothing(http, auth, deploy_mode
             name=name,
             route_prefix=None,
         )
-        time.sleep(2)
+        # Every replica was replaced while tasks kept coming: the new ones, none of the old.
+        after = wait_for(
+            lambda: when(replica_ids(), lambda ids: len(ids) == 2 and not ids & before),
+            timeout=60,
+        )
+        during = len(accepted)
+        wait_for(lambda: len(accepted) > during + 10, timeout=30)
     finally:
         stop.set()
         thread.join()
     assert not errors, errors
-    assert len(accepted) > 20
+    assert len(accepted) > 20 and len(after) == 2
     finish_all(http, headers, name, accepted)

@@ -212,6 +212,8 @@ def _login_operator(http: httpx.Client, env: dict[str, str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+# Its own bound (the cluster starts inside the fixture, then the kill and the drain).
+@pytest.mark.timeout(900)
 def test_a_worker_node_killed_while_500_tasks_drain(cluster: Cluster) -> None:
     with httpx.Client(base_url=cluster.base_url, timeout=30) as http:
         headers = _login_operator(http, cluster.env)
@@ -251,6 +253,11 @@ def test_a_worker_node_killed_while_500_tasks_drain(cluster: Cluster) -> None:
             timeout=60,
         )
         dead_ids = {rid for rid, address in node_of.items() if address == victim}
+        # What was running a moment before the kill, and since when.
+        running = http.get(
+            "/tasks", params={"model": MODEL, "status": "running", "limit": 100}, headers=headers
+        ).json()["tasks"]
+        started_before = {t["task_id"]: t["started_at"] for t in running}
         killed_at = time.monotonic()
         _kill_tree(cluster.workers[victim])
 
@@ -281,6 +288,17 @@ def test_a_worker_node_killed_while_500_tasks_drain(cluster: Cluster) -> None:
         assert [d["status"] for d in documents] == ["succeeded"] * TASKS
         assert [d["result"]["text"] for d in documents] == [b["text"] for b in bodies]
         assert victim_replica["tasks_in_flight"] > 0  # the kill hit tasks that were running
+        # The tasks the victim held were run again, to the end, by the surviving replica: they
+        # started over after the kill (a new started_at) in another process.
+        by_id = dict(zip(task_ids, documents, strict=True))
+        rerun = [
+            task_id
+            for task_id, started in started_before.items()
+            if by_id[task_id]["started_at"] > started
+        ]
+        assert rerun, "no task that was running at the kill was run again"
+        victim_process = f":{victim_replica['pid']}"
+        assert all(not by_id[t]["result"]["replica"].endswith(victim_process) for t in rerun)
 
         # Serve brings the lost replica back, on the surviving node.
         survivor = next(a for a in WORKERS if a != victim)

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from deployments.iris import Iris
 from deployments.summarizer import Summarizer
 from tests.utils.e2e import listed, wait_for
@@ -22,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_PER_OPERATION = 40
 
 
+# Its own bound: the fuzz run alone may take minutes, past the suite's per-test default.
+@pytest.mark.timeout(1200)
 def test_schemathesis_all_checks_pass_on_the_live_document(gateway_url, auth, deploy_model, http):
     headers = auth()
     names = [deploy_model(Iris), deploy_model(Summarizer)]

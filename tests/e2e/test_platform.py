@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 
@@ -13,7 +14,7 @@ from deployments.summarizer import Summarizer
 from protos.echo_pb2 import EchoRequest, EchoResponse
 from protos.iris_pb2 import IrisRequest, IrisResponse
 from tests.e2e.conftest import PING_INTERVAL_S
-from tests.utils.e2e import finish_all, listed, submit, submit_all, wait_for, wait_result
+from tests.utils.e2e import finish_all, listed, submit, submit_all, wait_for, wait_result, when
 
 
 def test_summarizer_and_iris_over_http(http, auth, deploy_model):
@@ -126,23 +127,37 @@ def test_killed_replica__dropped_within_two_intervals_model_stays(http, auth, de
 
     headers = auth()
     name = deploy_model(Echo, num_replicas=2)
-    wait_for(lambda: listed(http, headers)[name]["instances"] == 2)
-    replica = next(
-        a
+
+    def replica_ids() -> set[str]:
+        body = http.get(f"/models/{name}", headers=headers).json()
+        return {r["replica_id"] for r in body.get("replicas", [])}
+
+    before = wait_for(lambda: when(replica_ids(), lambda ids: len(ids) == 2))
+    victim = sorted(before)[0]
+    actor = next(
+        a["name"]
         for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["namespace"] == "serve" and a["name"].startswith(f"SERVE_REPLICA::{name}#")
+        if a["namespace"] == "serve"
+        and a["name"].startswith(f"SERVE_REPLICA::{name}#")
+        and a["name"].endswith(victim)
     )
-    ray.kill(ray.get_actor(replica["name"], namespace="serve"), no_restart=True)
-    # Serve starts a replacement; until it registers, one instance is left and the model stays.
-    wait_for(
-        lambda: listed(http, headers).get(name, {}).get("instances") == 1,
+    ray.kill(ray.get_actor(actor, namespace="serve"), no_restart=True)
+    # Serve starts a replacement; until it registers, one instance is left and the model stays:
+    # the one that was not killed.
+    left = wait_for(
+        lambda: when(replica_ids(), lambda ids: len(ids) == 1),
         timeout=2 * PING_INTERVAL_S + 3,
         interval=0.1,
     )
+    assert left == before - {victim}
     assert name in listed(http, headers)
+    # The replacement registers: two instances again, one of them new.
+    after = wait_for(lambda: when(replica_ids(), lambda ids: len(ids) == 2), timeout=60)
+    assert victim not in after and len(after - before) == 1
 
 
-def _registry_incarnation() -> str:
+def _registry_snapshot():
+    """The registry's own snapshot (None while it restarts), not the gateway's view."""
     import asyncio
 
     from app.core.settings import get_settings
@@ -156,9 +171,19 @@ def _registry_incarnation() -> str:
         ping_timeout_s=settings.ping_timeout_s,
     )
     try:
-        return asyncio.run(registry.snapshot()).incarnation
+        return asyncio.run(registry.snapshot())
     except Exception:  # restarting
-        return ""
+        return None
+
+
+def _registry_incarnation() -> str:
+    snapshot = _registry_snapshot()
+    return snapshot.incarnation if snapshot is not None else ""
+
+
+def _registry_knows(name: str) -> bool:
+    snapshot = _registry_snapshot()
+    return snapshot is not None and any(m.name == name for m in snapshot.models)
 
 
 def test_registry_restart__heals_within_two_intervals(http, auth, deploy_model):
@@ -210,10 +235,14 @@ def test_registry_killed_while_submitting__never_404(http, auth, deploy_model):
             no_restart=False,
         )
         wait_for(lambda: _registry_incarnation() not in ("", before), timeout=30)
-        restarted_at = len(statuses)
-        # Keep submitting through the new registry's first intervals, until it knows echo.
-        wait_for(lambda: name in listed(http, headers), timeout=2 * PING_INTERVAL_S + 10)
-        wait_for(lambda: len(statuses) > restarted_at + 20)
+        restarted = time.monotonic()
+        # Keep submitting until the new registry itself knows echo (its replica re-registered:
+        # the gateway's remembered list no longer carries it), and past the gateway's grace
+        # for a young registry (3 intervals), so the last answers come from what it knows.
+        wait_for(lambda: _registry_knows(name), timeout=2 * PING_INTERVAL_S + 10)
+        grace_over = restarted + 3 * PING_INTERVAL_S + 1
+        after = len(statuses)
+        wait_for(lambda: time.monotonic() > grace_over and len(statuses) > after + 20)
     finally:
         stop.set()
         thread.join()

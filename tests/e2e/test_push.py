@@ -59,6 +59,61 @@ def test_sse_pending_running_progress_succeeded_in_order(http, auth, deploy_mode
     assert wait_result(http, headers, name, blocker)["status"] == "succeeded"
 
 
+def test_sse_resumed_mid_stream_loses_and_repeats_nothing(http, auth, deploy_model):
+    """A client reads the first events, drops the connection, and reconnects with the last id
+    it saw: together the two streams hold every event once, in order."""
+    headers = auth()
+    name = deploy_model(Progressing, overrides={"max_concurrency": 1})
+    task_id = submit(http, headers, name, {"text": "resumed", "delay_ms": 1500})
+    first: list[dict[str, str]] = []
+    with http.stream(
+        "GET", f"/models/{name}/tasks/{task_id}/events", headers=headers, timeout=30
+    ) as response:
+        buffer = ""
+        for chunk in response.iter_text():
+            buffer += chunk
+            first = parse_events(buffer.rsplit("\n\n", 1)[0] + "\n\n")
+            if any(e["event"] == "progress" for e in first):
+                break  # mid-stream: the model is still working
+    assert first and first[-1]["event"] == "progress"
+    with http.stream(
+        "GET",
+        f"/models/{name}/tasks/{task_id}/events",
+        headers={**headers, "Last-Event-ID": first[-1]["id"]},
+        timeout=30,
+    ) as response:
+        rest = parse_events("".join(response.iter_text()))
+    ids = [int(e["id"]) for e in first + rest]
+    assert ids == sorted(set(ids)), ids  # nothing repeated, in order
+    assert ids == list(range(ids[0], ids[-1] + 1)), ids  # nothing lost
+    kinds = [e["event"] for e in first + rest]
+    # The first stream starts at the task's state then (pending, or running already).
+    assert kinds[0] in ("pending", "running") and kinds[-1] == "succeeded", kinds
+    assert "progress" in kinds and rest and rest[0]["event"] in ("progress", "succeeded")
+
+
+def test_a_disconnected_event_stream_is_released(http, auth, deploy_model):
+    """A client that goes away while its stream is idle gives back its subscription and its
+    open-stream lease (its quota), not only when the task ends."""
+    headers = auth()
+    name = deploy_model(Echo)
+    task_id = submit(http, headers, name, {"text": "long", "delay_ms": 20_000})
+
+    def open_streams() -> int:
+        return http.get("/account", headers=headers).json()["usage"]["open_streams"]
+
+    with http.stream(
+        "GET", f"/models/{name}/tasks/{task_id}/events", headers=headers, timeout=30
+    ) as response:
+        assert response.status_code == 200
+        events = response.iter_text()  # kept: dropping it would close the connection
+        next(events)  # the first event arrived: the stream is open
+        assert open_streams() == 1
+        events.close()  # the client goes away while the task still runs
+    wait_for(lambda: open_streams() == 0, timeout=10)
+    http.delete(f"/models/{name}/tasks/{task_id}", headers=headers)
+
+
 def test_cancel_pending__the_model_never_runs_it(http, auth, deploy_model):
     headers = auth()
     name = deploy_model(Counting, overrides={"max_concurrency": 1})
@@ -200,8 +255,11 @@ def test_subscriber_connection_killed__no_waiter_stranded(http, auth, deploy_mod
     client = redis.Redis.from_url(REDIS_URL)
     connection = f"{settings.redis_prefix}:task-notifications"
 
+    channels = [f"{settings.redis_prefix}:events:{task_id}" for task_id in ids]
+
     def kill_when_watched():
-        time.sleep(0.5)  # the waiters below are subscribed by now
+        # Once every waiter below is subscribed (each task's channel has its subscriber).
+        wait_for(lambda: all(n >= 1 for _, n in client.pubsub_numsub(*channels)), timeout=20)
         names = [c for c in client.client_list() if c.get("name") == connection]
         for c in names:
             client.execute_command("CLIENT", "KILL", "ID", c["id"])

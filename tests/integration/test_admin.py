@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aio_pika
 from google.protobuf import descriptor_pb2
 
 from app.admin import main as admin_cli
@@ -166,6 +167,74 @@ async def test_dead_letters_listed_without_consuming_replayed_after_a_fix_and_pu
     assert gone.json()["status"] == "failed"  # purging drops the letter, not the record
     missing = await gateway.get("/admin/models/never-deployed/dead-letters", headers=admin)
     assert missing.status_code == 404 and missing.json()["error"] == "queue_not_found"
+
+
+async def test_replaying_every_letter_runs_each_task_again_and_leaves_what_cannot_be_read(
+    gateway, user, admin, deploy, amqp
+):
+    model = Fixable()
+    harness = await deploy(model)
+    name = harness.consumer.spec.name
+    headers = await user()
+    texts = ["alpha", "beta"]
+    ids = [
+        (await gateway.post(f"/models/{name}/tasks", json={"text": t}, headers=headers)).json()[
+            "task_id"
+        ]
+        for t in texts
+    ]
+    await harness.drain()
+    channel = await amqp.channel()
+    await channel.default_exchange.publish(
+        aio_pika.Message(b"\xff not an envelope", message_id="garbage"),
+        routing_key=harness.names.dead_letter,
+    )
+    await harness.queue_length(harness.names.dead_letter, expect=3)
+    model.broken = False
+    replayed = await gateway.post(f"/admin/models/{name}/dead-letters/replay", headers=admin)
+    assert replayed.status_code == 200 and replayed.json()["replayed"] == ids
+    assert await harness.drain() == 2
+    for task_id, text in zip(ids, texts, strict=True):
+        document = (
+            await gateway.get(
+                f"/models/{name}/result", params={"task_id": task_id}, headers=headers
+            )
+        ).json()
+        assert document["status"] == "succeeded" and document["result"]["text"] == text
+    left = (await gateway.get(f"/admin/models/{name}/dead-letters", headers=admin)).json()
+    assert left["total"] == 1 and left["items"][0]["error"] == "undecodable message"
+    await channel.close()
+
+
+async def test_a_replay_whose_publish_fails_leaves_the_letter_and_the_failure(
+    gateway, user, admin, deploy, monkeypatch
+):
+    import app.core.dead_letters as dead_letters
+    from app.core.broker import BrokerError
+
+    harness = await deploy(Fixable())
+    name = harness.consumer.spec.name
+    headers = await user()
+    task_id = (
+        await gateway.post(f"/models/{name}/tasks", json={"text": "x"}, headers=headers)
+    ).json()["task_id"]
+    await harness.drain()
+    await harness.queue_length(harness.names.dead_letter, expect=1)
+
+    async def refused(*args, **kwargs):
+        raise BrokerError("the broker refused the publish")
+
+    monkeypatch.setattr(dead_letters, "publish_confirmed", refused)
+    answer = await gateway.post(
+        f"/admin/models/{name}/dead-letters/replay", json={"task_ids": [task_id]}, headers=admin
+    )
+    assert answer.status_code == 503
+    assert await harness.queue_length(harness.names.dead_letter, expect=1) == 1
+    document = (
+        await gateway.get(f"/models/{name}/result", params={"task_id": task_id}, headers=headers)
+    ).json()
+    assert document["status"] == "failed" and document["error_code"] == "model_error"
+    assert await harness.drain() == 0  # nothing was queued to run
 
 
 async def test_the_schema_is_downloadable_as_a_file_descriptor_set(gateway, user, deploy):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from deployments.echo import Echo
 from deployments.iris import Iris
 from deployments.summarizer import Summarizer
@@ -105,6 +107,44 @@ async def test_cache__identical_submit_as_json_then_protobuf_is_cached_and_not_r
     assert inferred.json()["text"] == "same" and Counting.calls == calls + 1
     other = await gateway.post(f"/models/{name}/infer", json={"text": "other"}, headers=headers)
     assert other.json()["text"] == "other" and Counting.calls == calls + 2
+
+
+@pytest.mark.parametrize("change", ["version", "fingerprint"])
+async def test_cache__a_new_version_or_schema_never_gets_an_old_answer(
+    gateway, user, deploy, registry, change
+):
+    import dataclasses
+
+    from deployments._runtime.replica import model_info
+    from registry.schemas import InstanceInfo
+
+    headers = await user()
+    model = await deploy(Counting(), cache_ttl_s=60)
+    name = model.consumer.spec.name
+    calls = Counting.calls
+    await gateway.post(f"/models/{name}/tasks", json={"text": "same"}, headers=headers)
+    await model.drain()
+    hit = await gateway.post(f"/models/{name}/infer", json={"text": "same"}, headers=headers)
+    assert hit.status_code == 200 and Counting.calls == calls + 1  # answered from the cache
+    # A redeploy registers: same name and messages, another version (or changed descriptors).
+    newer = dataclasses.replace(
+        model_info(model.consumer.spec), **{change: "changed", "cache_ttl_s": 60.0}
+    )
+    await registry.register(newer, InstanceInfo(instance_id="newer"))
+    listed = {m["name"]: m for m in (await gateway.get("/models", headers=headers)).json()}
+    assert listed[name]["version"] == ("changed" if change == "version" else "0")
+    miss = await gateway.post(f"/models/{name}/infer", json={"text": "same"}, headers=headers)
+    assert miss.status_code == 200 and Counting.calls == calls + 2  # the model ran again
+    submitted = await gateway.post(f"/models/{name}/tasks", json={"text": "same"}, headers=headers)
+    await model.drain()
+    document = (
+        await gateway.get(
+            f"/models/{name}/result",
+            params={"task_id": submitted.json()["task_id"]},
+            headers=headers,
+        )
+    ).json()
+    assert document["cached"] is False and Counting.calls == calls + 3
 
 
 async def test_cache__never_filled_from_a_failure(gateway, user, deploy):

@@ -7,6 +7,8 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from deployments.echo import Echo
 from tests.utils.e2e import parse_events
 from tests.utils.models import Progressing
@@ -135,6 +137,40 @@ async def test_sse_of_a_finished_task__one_event_and_resume_after_it(gateway, us
         headers={**headers, "Last-Event-ID": events[0]["id"]},
     )
     assert resumed.status_code == 200 and parse_events(resumed.text) == []
+
+
+async def test_an_idle_stream_gets_keep_alive_comments(gateway, user, deploy, services):
+    services.settings.sse_keepalive_s = 0.1
+    headers = await user()
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    task_id = await submit(gateway, headers, name, {"text": "later"})
+    stream = asyncio.create_task(
+        gateway.get(f"/models/{name}/tasks/{task_id}/events", headers=headers)
+    )
+    await until(lambda: services.notifications.watched == 1)
+    await asyncio.sleep(0.5)  # idle: nothing happens to the task for several keep-alives
+    await model.drain()
+    text = (await stream).text
+    assert text.count(": keep-alive\n\n") >= 3, text
+    assert [e["event"] for e in parse_events(text)] == ["pending", "running", "succeeded"]
+
+
+@pytest.mark.parametrize("last_event_id", ["abc", "-1", "9" * 70])
+async def test_a_last_event_id_that_is_no_number_starts_over(gateway, user, deploy, last_event_id):
+    headers = await user()
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    task_id = await submit(gateway, headers, name, {"text": "done"})
+    await model.drain()
+    answer = await gateway.get(
+        f"/models/{name}/tasks/{task_id}/events",
+        headers={**headers, "Last-Event-ID": last_event_id},
+    )
+    if len(last_event_id) > 64:  # past the documented length: refused, not misread
+        assert answer.status_code == 422
+        return
+    assert [e["event"] for e in parse_events(answer.text)] == ["succeeded"]
 
 
 async def test_sse_and_result_routes__403_404(gateway, user, deploy):

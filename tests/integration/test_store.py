@@ -158,9 +158,19 @@ async def test_user_index__newest_first_paged_per_model(store):
     assert await store.task_ids("other", model=None, before=None, count=10) == []
 
 
-async def test_concurrent_writes_are_batched_and_each_gets_its_answer(store):
+async def test_concurrent_writes_are_batched_and_each_gets_its_answer(store, monkeypatch):
+    pipelines = []
+    execute = store._batch._execute
+
+    async def counted(calls):
+        pipelines.append(len(calls))
+        return await execute(calls)
+
+    monkeypatch.setattr(store._batch, "_execute", counted)
     ids = [f"b{i}" for i in range(50)]
     started = await asyncio.gather(*(store.start(i, **START) for i in ids))
+    # Fifty writes of one tick went to Redis together: one pipeline, not fifty round trips.
+    assert pipelines == [50], pipelines
     assert {t.status for t in started} == {TaskStatus.RUNNING}
     written = await asyncio.gather(
         *(store.succeed(i, result=i.encode(), result_json="{}", attempts=1) for i in ids)

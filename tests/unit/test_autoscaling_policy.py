@@ -61,14 +61,25 @@ async def test_policy_polls_without_blocking_and_uses_the_latest_count():
     assert polls == 1, "one poll per interval, however often Serve asks"
 
 
-async def test_empty_queue_and_idle_replicas__zero():
-    policy = QueueBacklogPolicy(queue="q", amqp_url="amqp://unused", poll_interval_s=3600)
+async def test_a_drained_queue_and_idle_replicas__zero():
+    """After a backlog (the last poll saw 12), the next poll finds the queue empty and no
+    replica busy: the policy asks for no replica at all."""
+    import asyncio
+
+    policy = QueueBacklogPolicy(queue="q", amqp_url="amqp://unused", poll_interval_s=0)
+    readings = [12, 0]
 
     async def fake_poll() -> None:
-        policy.ready = 0
+        policy.ready = readings.pop(0) if len(readings) > 1 else readings[0]
 
     policy._poll_once = fake_poll  # type: ignore[method-assign]
-    assert policy(Context())[0] == 0
+    policy(Context())
+    await asyncio.sleep(0)
+    busy, _ = policy(Context())
+    assert busy == 2  # ceil(12 / 8): the first reading, while the second poll is scheduled
+    await asyncio.sleep(0)
+    idle, state = policy(Context(raw_metrics={INFLIGHT_METRIC: {"r1": [Point(3), Point(0)]}}))
+    assert idle == 0 and state["ready"] == 0
 
 
 async def test_tasks_held_back_by_fair_share_count_as_backlog_once():

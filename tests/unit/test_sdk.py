@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from deployments.sdk import InvalidInput, model, spec_of
@@ -57,24 +59,24 @@ def test_wrong_arity__type_error():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "says"),
     [
-        {"name": "Upper"},
-        {"name": "has space"},
-        {"name": ""},
-        {"name": "x" * 64},
-        {"request": dict},
-        {"response": EchoRequest()},
-        {"max_attempts": 0},
-        {"min_replicas": 3, "max_replicas": 2},
+        ({"name": "Upper"}, "model name 'Upper' is invalid"),
+        ({"name": "has space"}, "model name 'has space' is invalid"),
+        ({"name": ""}, "model name '' is invalid"),
+        ({"name": "x" * 64}, "1-63 lowercase letters"),
+        ({"request": dict}, "request= must be a generated protobuf message class"),
+        ({"response": EchoRequest()}, "response= must be a generated protobuf message class"),
+        ({"max_attempts": 0}, "max_attempts: Input should be greater than or equal to 1"),
+        ({"min_replicas": 3, "max_replicas": 2}, "min_replicas must not exceed max_replicas"),
     ],
 )
-def test_bad_arguments__type_error(kwargs):
+def test_bad_arguments__type_error(kwargs, says):
     class Fine:
         async def process_request(self, request):
             return request
 
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=re.escape(says)):
         _decorate(Fine, **kwargs)
 
 
@@ -95,7 +97,7 @@ def test_duplicate_name_in_one_process__type_error():
 
 
 def test_decorator_needs_keywords():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="positional arguments"):
         model("x", EchoRequest, EchoResponse)  # type: ignore[misc]
 
 

@@ -57,6 +57,11 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float 
         time.sleep(interval)
 
 
+def when(value: Any, condition: Callable[[Any], bool]) -> Any:
+    """`value` if it meets `condition`, else None (for `wait_for` on a computed value)."""
+    return value if condition(value) else None
+
+
 def submit(http: httpx.Client, headers: dict[str, str], model: str, body: dict[str, Any]) -> str:
     """Submit a task (JSON) and return its id; fails the test unless 202."""
     response = http.post(f"/models/{model}/tasks", json=body, headers=headers)
