@@ -20,6 +20,12 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 # Ray's token authentication, for the cluster and for the CLI calls below alike; the token
 # lives in ~/.ray/auth_token, generated on first use.
 export RAY_AUTH_MODE=token
+# The HTTP front door is Serve's HAProxy ingress (C, ~4x the requests per second of Serve's
+# Python proxy here; benchmarks/RESULTS.md): HAProxy on port 8000, the gateway's replicas
+# serving HTTP themselves behind it. SERVE_INGRESS=proxy keeps Serve's Python proxy.
+if [ "${SERVE_INGRESS:-haproxy}" = "haproxy" ]; then
+  eval "$(python scripts/ingress.py "$PWD/.run/haproxy")"
+fi
 # Serve says a replica cannot be scheduled (no CPU left) after this long; scripts/deploy.sh
 # stops waiting as soon as it does, with Serve's message.
 export RAY_SERVE_SLOW_STARTUP_WARNING_S="${RAY_SERVE_SLOW_STARTUP_WARNING_S:-10}"

@@ -1,4 +1,5 @@
-"""One Ray instance and one Serve instance for the whole e2e session, on loopback only.
+"""One Ray instance and one Serve instance for the whole e2e session, on loopback only, behind
+the HTTP front door scripts/start.sh uses (Serve's HAProxy ingress).
 
 Replicas read their settings from the environment they inherit from this process, so the
 APP_* variables are set before Ray starts: a short ping interval, a test Redis database, and
@@ -42,6 +43,20 @@ def serve_url() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001
         service_missing("Redis", exc)
     saved = dict(os.environ)
+    # The front door of scripts/start.sh: Serve's HAProxy ingress, its files and ports this
+    # session's own.
+    import tempfile
+    from pathlib import Path
+
+    from scripts.ingress import haproxy_env
+
+    os.environ.update(
+        haproxy_env(
+            Path(tempfile.mkdtemp(prefix="hap-", dir="/tmp")),
+            metrics_port=_free_port(),
+            stats_port=_free_port(),
+        )
+    )
     os.environ.update(
         {
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",

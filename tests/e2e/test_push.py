@@ -92,6 +92,30 @@ def test_sse_resumed_mid_stream_loses_and_repeats_nothing(http, auth, deploy_mod
     assert "progress" in kinds and rest and rest[0]["event"] in ("progress", "succeeded")
 
 
+def test_events_are_not_buffered_by_the_front_door(http, auth, deploy_model):
+    """Through HAProxy (the ingress scripts/start.sh uses) each event reaches the client as it
+    is written: the half-way report arrives while the model still works, seconds before the
+    next event is written."""
+    headers = auth()
+    name = deploy_model(Progressing, overrides={"max_concurrency": 1})
+    task_id = submit(http, headers, name, {"text": "slow", "delay_ms": 3000})
+    arrivals: list[tuple[float, str]] = []
+    with http.stream(
+        "GET", f"/models/{name}/tasks/{task_id}/events", headers=headers, timeout=30
+    ) as response:
+        buffer = ""
+        for chunk in response.iter_text():
+            buffer += chunk
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                for event in parse_events(block + "\n\n"):
+                    arrivals.append((time.monotonic(), event["event"]))
+    kinds = [kind for _, kind in arrivals]
+    assert kinds[-1] == "succeeded" and "progress" in kinds, kinds
+    halfway = next(at for at, kind in arrivals if kind == "progress")
+    assert arrivals[-1][0] - halfway > 2.0, arrivals  # it came while the model was working
+
+
 def test_a_disconnected_event_stream_is_released(http, auth, deploy_model):
     """A client that goes away while its stream is idle gives back its subscription and its
     open-stream lease (its quota), not only when the task ends."""

