@@ -292,9 +292,20 @@ def prefetch(spec: ModelSpec, default: int) -> int:
     return count
 
 
-def actor_options(spec: ModelSpec) -> dict[str, float]:
-    """The Ray resources each replica reserves: its CPUs, and its GPUs when it needs any."""
-    options = {"num_cpus": spec.settings.num_cpus}
+# A model's application has no HTTP route: the front door (HAProxy) never sends it traffic,
+# only handles (from the gateway) and its queue do. Serve still holds every stopping
+# ingress replica open for a 30 s load-balancer deregistration window, which here would only
+# delay scale-down and redeploys; its in-flight work is drained by the replica itself.
+MODEL_SERVE_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0"}
+
+
+def actor_options(spec: ModelSpec) -> dict[str, Any]:
+    """The Ray options of each replica: the CPUs it reserves, its GPUs when it needs any,
+    and the Serve variables of MODEL_SERVE_ENV."""
+    options: dict[str, Any] = {
+        "num_cpus": spec.settings.num_cpus,
+        "runtime_env": {"env_vars": dict(MODEL_SERVE_ENV)},
+    }
     if spec.settings.num_gpus:
         options["num_gpus"] = spec.settings.num_gpus
     return options

@@ -163,7 +163,7 @@ def test_num_gpus_reaches_the_replica_actor_options_next_to_num_cpus():
 
     gpu = _decorate(_Batches, num_gpus=0.5, num_cpus=1)
     options = build_app(gpu)._bound_deployment.ray_actor_options
-    assert options == {"num_cpus": 1.0, "num_gpus": 0.5}
+    assert options["num_cpus"] == 1.0 and options["num_gpus"] == 0.5
     overridden = build_app(gpu, overrides={"num_gpus": 2})._bound_deployment.ray_actor_options
     assert overridden["num_gpus"] == 2
     cpu_only = build_app(_decorate(_Batches))._bound_deployment.ray_actor_options
