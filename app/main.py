@@ -191,6 +191,20 @@ def _gateway_app() -> FastAPI:
     return create_app()
 
 
+# How the gateway's replicas run inside Serve (measured in benchmarks/RESULTS.md):
+GATEWAY_SERVE_ENV = {
+    # Its code never blocks its loop (password hashing runs in threads), so it runs on the
+    # replica's own loop: Serve's default, a loop of its own in another thread, costs a
+    # thread hop for every message of every request (about a fifth of the submit rate).
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    # Handle calls to models (/infer, OIP) are routed on the same loop, and travel to the
+    # model's replica over gRPC instead of Ray actor calls: together about three times the
+    # synchronous calls per second.
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+}
+
+
 def build_gateway(**options: Any) -> Any:
     """The gateway's Serve application (what serve_config.yaml's import_path names): the
     FastAPI ingress and, bound to it, the webhook dispatcher.
@@ -220,8 +234,18 @@ def build_gateway(**options: Any) -> Any:
         # share leaves room on a 2-core machine for the models users add.
         "ray_actor_options": {"num_cpus": 0.1},
         "health_check_period_s": 10,
+        # Serve's access log line per request cost a tenth of a submit's CPU in a profile;
+        # the gateway's own metrics time every route (turn it on in serve_config.yaml with
+        # logging_config: {enable_access_log: true}).
+        "logging_config": {"enable_access_log": False},
     }
     options = {**defaults, **options}
+    # Whatever actor options the caller gives, the replicas keep running as GATEWAY_SERVE_ENV
+    # says (its own variables of the same names win).
+    actor = dict(options["ray_actor_options"])
+    runtime_env = dict(actor.get("runtime_env") or {})
+    runtime_env["env_vars"] = {**GATEWAY_SERVE_ENV, **(runtime_env.get("env_vars") or {})}
+    options["ray_actor_options"] = {**actor, "runtime_env": runtime_env}
     if "num_replicas" in options:
         options.pop("autoscaling_config", None)
     webhooks = serve.deployment(
