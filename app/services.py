@@ -18,7 +18,7 @@ from app.core.login_throttle import LoginPolicy, LoginThrottle
 from app.core.metrics import TASKS_FINISHED, MetricsRecorder
 from app.core.ratelimit import TokenBuckets
 from app.core.secrets import SigningKey
-from app.core.security import PasswordHashing
+from app.core.security import PasswordHashing, VerifiedTokens
 from app.core.settings import Settings
 from app.core.store import ResultStore, StoreError, Transition
 from app.core.switches import ModelSwitches
@@ -92,6 +92,7 @@ class Services:
     address_buckets: TokenBuckets
     limits: LimitStore
     leases: Leases
+    tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     # Names this gateway process's metrics in the registry.
     source_id: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
     _background: list[asyncio.Task[None]] = field(default_factory=list)

@@ -9,7 +9,6 @@ from fastapi.security import OAuth2PasswordBearer
 
 from app.core.errors import CallbackNotAllowed, Forbidden, InvalidInput, Unauthorized
 from app.core.fair_share import Priority
-from app.core.security import login_from_token
 from app.core.users import ROLE_ADMIN
 from app.quotas.headers import rate_limited
 from app.quotas.leases import OPEN_STREAMS, LeaseRefused
@@ -44,7 +43,7 @@ async def current_user(
     """The login of the bearer token's owner, whose account must still exist."""
     if not token:
         raise Unauthorized("missing bearer token")
-    login = login_from_token(token, await services.signing_key.get())
+    login = services.tokens.login(token, await services.signing_key.get())
     if await services.accounts.role(login) is None:
         raise Unauthorized("the token's account does not exist")
     return login

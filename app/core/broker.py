@@ -173,11 +173,13 @@ class Publisher:
             QueueMissing: no queue named `routing_key`.
             BrokerError: RabbitMQ is unreachable or did not confirm in time.
         """
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                channel = await self._get_channel()
-        except BROKER_ERRORS as exc:
-            raise BrokerError(f"RabbitMQ unavailable: {exc!r}") from exc
+        channel = self._channel
+        if channel is None or channel.is_closed:  # the common case needs no timer
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    channel = await self._get_channel()
+            except BROKER_ERRORS as exc:
+                raise BrokerError(f"RabbitMQ unavailable: {exc!r}") from exc
         await publish_confirmed(
             channel,
             routing_key,

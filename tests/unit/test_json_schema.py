@@ -117,6 +117,7 @@ def kitchen_sinks(draw, cls):
 
 def test_schema_validates_json_format_output(messages, validator):
     cls = messages["testing.KitchenSink"]
+    compiled = MessageValidator(cls.DESCRIPTOR)._fast
 
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
     @given(kitchen_sinks(cls))
@@ -124,6 +125,7 @@ def test_schema_validates_json_format_output(messages, validator):
         document = message_to_dict(message)
         errors = list(validator.iter_errors(document))
         assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
+        compiled(document)  # the fast path takes it too
 
     check()
 
@@ -224,6 +226,27 @@ def test_what_the_schema_refuses_is_refused_with_the_field_named(messages, docum
     assert problem is not None
     with pytest.raises(JsonMismatch):
         message_from_dict(document, cls, validator)
+
+
+@pytest.mark.parametrize("document", ACCEPTED + REFUSED)
+def test_the_compiled_schema_agrees_with_jsonschema(messages, validator, document):
+    """The fast path (fastjsonschema) and the reference (jsonschema) give the same verdict."""
+    import fastjsonschema
+
+    checker = MessageValidator(messages["testing.KitchenSink"].DESCRIPTOR)
+    try:
+        checker._fast(document)
+        fast_ok = True
+    except fastjsonschema.JsonSchemaValueException:
+        fast_ok = False
+    assert fast_ok == (not list(validator.iter_errors(document)))
+
+
+def test_a_field_named_format_keeps_its_schema(tmp_path):
+    from protos.validation import _without_formats
+
+    schema = {"properties": {"format": {"type": "string", "format": "byte"}}, "format": "x"}
+    assert _without_formats(schema) == {"properties": {"format": {"type": "string"}}}
 
 
 def test_schema_refuses_two_members_of_a_oneof(messages, validator):

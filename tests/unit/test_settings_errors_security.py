@@ -9,6 +9,7 @@ from app.core.errors import Unauthorized
 from app.core.security import (
     create_access_token,
     hash_password,
+    VerifiedTokens,
     login_from_token,
     verify_password,
 )
@@ -127,3 +128,24 @@ def test_bad_tokens__unauthorized_for_their_own_reason(make, reason):
     token = make()
     with pytest.raises(Unauthorized, match=reason):
         login_from_token(token, SECRET)
+
+
+def test_verified_tokens__remembered_for_their_key_and_lifetime_only():
+    tokens = VerifiedTokens()
+    expires = int(time.time()) + 1
+    good = _forge(_claims(exp=expires))
+    assert tokens.login(good, SECRET) == "ada"
+    # A rotated key checks the token again instead of answering from memory.
+    with pytest.raises(Unauthorized, match="signature does not verify"):
+        tokens.login(good, "y" * 40)
+    assert tokens.login(good, SECRET) == "ada"
+    # Past its expiry, the remembered token is checked again, and refused.
+    while time.time() <= expires:
+        time.sleep(0.05)
+    with pytest.raises(Unauthorized, match="token expired"):
+        tokens.login(good, SECRET)
+    # A forged token is never remembered, so it is refused every time.
+    forged = _forge(_claims(), key="x" * 40)
+    for _ in range(2):
+        with pytest.raises(Unauthorized, match="signature does not verify"):
+            tokens.login(forged, SECRET)

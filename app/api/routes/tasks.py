@@ -49,11 +49,10 @@ def _body(description: str, json_schema: dict[str, Any]) -> dict[str, Any]:
 async def submit_task(
     name: ModelName,
     request: Request,
-    response: Response,
     user: CurrentUser,
     services: ServicesDep,
     options: SubmitOptionsDep,
-) -> TaskAccepted:
+) -> Response:
     """Queue a task for a model; the body is its request message as JSON or protobuf."""
     model, message = await enabled_model_request(services, name, request)
     accepted = await services.submitter.submit(
@@ -62,9 +61,14 @@ async def submit_task(
         payloads=[message.SerializeToString(deterministic=True)],
         options=options,
     )
-    response.headers.update(accepted.rate_headers())
     [task_id] = accepted.task_ids
-    return TaskAccepted(task_id=task_id)
+    # Written directly: validating and serializing TaskAccepted per request is needless work.
+    return Response(
+        content=b'{"task_id":"' + task_id.encode() + b'","status":"pending"}',
+        status_code=status.HTTP_202_ACCEPTED,
+        media_type="application/json",
+        headers=accepted.rate_headers(),
+    )
 
 
 @batch_router.post(
