@@ -14,6 +14,7 @@ and a waiter whose deadline comes re-reads the record itself.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +37,9 @@ RECONNECT_DELAY_S = 0.5
 READ_SLICE_S = 1.0
 # How many times the I/O timeout a connected subscriber may take to confirm a subscription.
 SUBSCRIBE_WAIT_FACTOR = 6
+# Waiters woken in one turn of the event loop; the next ones wait for the next turn, so a burst
+# of finished tasks with thousands of waiters does not hold up requests arriving meanwhile.
+WAKE_SLICE = 64
 
 
 class _Topic:
@@ -119,6 +123,9 @@ class TaskNotifications:
         self._reader: asyncio.Task[None] | None = None
         self.reconnects = 0
         self._closing = False
+        # Final records to hand to their waiters, a slice per loop turn (`_wake`).
+        self._finals: collections.deque[tuple[_Topic, TaskRecord]] = collections.deque()
+        self._waker: asyncio.Task[None] | None = None
         # Told when a deadline this hub watched made a task `expired` (webhooks, metrics).
         self.on_expired: Callable[[str, str, Transition], Awaitable[None]] | None = None
 
@@ -127,6 +134,8 @@ class TaskNotifications:
 
     async def close(self) -> None:
         self._closing = True
+        if self._waker is not None:
+            self._waker.cancel()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -230,11 +239,30 @@ class TaskNotifications:
         if topic.record is not None and record.seq <= topic.record.seq:
             return
         topic.record = record
-        for watch in topic.watches:
-            watch._push(record)
-        if record.status.is_final and not topic.final.done():
-            topic.final.set_result(record)
+        if record.status.is_final:
+            self._finals.append((topic, record))
+            if self._waker is None or self._waker.done():
+                self._waker = asyncio.get_running_loop().create_task(self._wake())
+        else:
+            for watch in topic.watches:
+                watch._push(record)
         self._schedule_expiry(topic, record)
+
+    async def _wake(self) -> None:
+        """Hand final records to their waiters, at most `WAKE_SLICE` waiters per loop turn:
+        in between, the loop reads new requests (each answer is serialized once, however
+        many waiters send it: `TaskRecord.document_json`)."""
+        woken = 0
+        while self._finals:
+            topic, record = self._finals.popleft()
+            for watch in topic.watches:
+                watch._push(record)
+            if not topic.final.done():
+                topic.final.set_result(record)
+            woken += max(1, len(topic.watches))
+            if woken >= WAKE_SLICE:
+                woken = 0
+                await asyncio.sleep(0)
 
     def _schedule_expiry(self, topic: _Topic, record: TaskRecord) -> None:
         """A pending task with a deadline expires at it, even with no replica to notice."""

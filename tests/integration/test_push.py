@@ -94,6 +94,44 @@ async def test_many_waiters_on_one_task_share_one_subscription(gateway, user, de
     assert {r.json()["result"]["text"] for r in responses} == {"shared"}
 
 
+async def test_a_burst_of_final_writes_wakes_its_waiters_in_slices(gateway, user, deploy, services):
+    """Thousands of waiters woken at once must not hold the event loop: they are handed their
+    records `WAKE_SLICE` at a time, with a loop turn for other requests in between."""
+    import contextlib
+
+    from app.notifications import WAKE_SLICE
+
+    headers = await user()
+    model = await deploy(Echo())
+    name = model.consumer.spec.name
+    tasks, per_task = 6, WAKE_SLICE // 2
+    ids = [await submit(gateway, headers, name, {"text": str(i)}) for i in range(tasks)]
+    hub = services.notifications
+    async with contextlib.AsyncExitStack() as stack:
+        watches = [
+            [await stack.enter_async_context(hub.watch(task_id)) for _ in range(per_task)]
+            for task_id in ids
+        ]
+        # A burst, as when one read from Redis brings every task's final write.
+        for task_id, group in zip(ids, watches, strict=True):
+            record = group[0].record
+            final = record.merged({"status": "succeeded", "seq": str(record.seq + 1)})
+            hub._advance(hub._topics[task_id], final)
+
+        def woken() -> int:
+            return sum(not w._changes.empty() for group in watches for w in group)
+
+        turns = []
+        while woken() < tasks * per_task:
+            await asyncio.sleep(0)  # one turn of the loop, as a new request would get
+            turns.append(woken())
+            assert len(turns) < 100, turns
+        # Each turn woke at most a slice (whole tasks: a task's waiters share one answer).
+        steps = [b - a for a, b in zip([0, *turns], turns, strict=False)]
+        assert max(steps) <= WAKE_SLICE, steps
+        assert sum(1 for s in steps if s) >= tasks * per_task // WAKE_SLICE, steps
+
+
 def _waiters(services) -> int:
     return int(services.metrics.snapshot().get("app_long_poll_waiters", {}).get("", 0))
 
