@@ -13,9 +13,11 @@ delivery twice (the `webhook-id` header, the task id, names it) and should be id
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -43,8 +45,15 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "model-serving-platform-webhooks/1"
 STORE_RETRY_PAUSE_S = 1.0
-# How long a delivery waits when its owner's or its host's deliveries are at their limit.
+# A delivery whose owner's or host's deliveries are at their limit waits in this process up to
+# TURN_WAIT_S (looking every TURN_LOOK_S), with at most TURN_QUEUE others of its host; then it
+# waits DEFER_S in the defer queue, out of the way.
+TURN_WAIT_S = 0.5
+TURN_LOOK_S = 0.01
+TURN_QUEUE = 16
 DEFER_S = 1.0
+# Deliveries one dispatcher replica holds at once: room for many hosts' turns.
+PREFETCH = 256
 MAX_ERROR_CHARS = 300
 
 
@@ -80,6 +89,8 @@ class WebhookDispatcher:
         self._users = UserStore(store.redis, prefix=settings.redis_prefix)
         self._leases = Leases(store.redis, prefix=settings.redis_prefix)
         self._resolve = resolve
+        # Jobs of each receiving host waiting in this process for their turn.
+        self._waiting: dict[str, int] = {}
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
@@ -87,7 +98,7 @@ class WebhookDispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def attach(self, channel: AbstractChannel, *, prefetch: int = 32) -> None:
+    async def attach(self, channel: AbstractChannel, *, prefetch: int = PREFETCH) -> None:
         await channel.set_qos(prefetch_count=prefetch)
         self._channel = channel
         self._queue = await declare_webhook_queues(
@@ -168,18 +179,7 @@ class WebhookDispatcher:
             target = await resolve_target(
                 record.webhook_url, self.settings.callback_hosts, self._resolve
             )
-            async with (
-                self._leases.holding(
-                    WEBHOOKS_IN_FLIGHT,
-                    record.owner,
-                    default_limit=self.settings.quota_webhooks_in_flight,
-                ),
-                self._leases.holding(
-                    WEBHOOKS_PER_HOST,
-                    target.host,
-                    default_limit=self.settings.webhook_max_per_host,
-                ),
-            ):
+            async with self._turn(record.owner, target.host):
                 await self._post(target, body, job.task_id, signing_secrets)
         except LeaseRefused:
             # The owner's deliveries (or the host's) are at their limit: this one waits its
@@ -224,6 +224,47 @@ class WebhookDispatcher:
                 request=response.request,
                 response=response,
             )
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, owner: str, host: str) -> AsyncIterator[None]:
+        """Hold a lease on one of the owner's deliveries and one of the host's (over every
+        dispatcher replica), waiting up to `TURN_WAIT_S` for them. A burst to a receiver that
+        answers at once waits milliseconds here; past the wait, or with `TURN_QUEUE` jobs of
+        the host already waiting in this process, `LeaseRefused` sends the job to the defer
+        queue, so a slow receiver holds only its share of this dispatcher's prefetch."""
+        waiting = self._waiting.get(host, 0)
+        if waiting >= TURN_QUEUE:
+            raise LeaseRefused(waiting, TURN_QUEUE)
+        self._waiting[host] = waiting + 1
+        try:
+            leases = [
+                (WEBHOOKS_IN_FLIGHT, owner, self.settings.quota_webhooks_in_flight),
+                (WEBHOOKS_PER_HOST, host, self.settings.webhook_max_per_host),
+            ]
+            held: list[tuple[Any, str, str]] = []
+            deadline = time.monotonic() + TURN_WAIT_S
+            try:
+                for kind, subject, limit in leases:
+                    while True:
+                        try:
+                            member = await self._leases.take(kind, subject, default_limit=limit)
+                            break
+                        except LeaseRefused:
+                            if time.monotonic() > deadline:
+                                raise
+                            await asyncio.sleep(TURN_LOOK_S)
+                    held.append((kind, subject, member))
+            except BaseException:
+                for kind, subject, member in held:
+                    await self._leases.give_back(kind, subject, member)
+                raise
+        finally:
+            self._waiting[host] -= 1
+        try:
+            yield
+        finally:
+            for kind, subject, member in held:
+                await self._leases.give_back(kind, subject, member)
 
     async def _defer(self, job: WebhookJob) -> None:
         if self._channel is None:

@@ -284,6 +284,38 @@ async def test_a_slow_receiver_holds_only_its_share_of_deliveries(
         fast.close()
 
 
+async def test_a_burst_to_a_prompt_receiver_waits_its_turn_not_a_deferral(
+    gateway, user, deploy, store, make_dispatcher
+):
+    """Past the host's limit, a delivery to a receiver that answers at once waits in the
+    dispatcher for a free lease (milliseconds) instead of a second in the defer queue."""
+    receiver = Receiver()
+    try:
+        dispatcher = await make_dispatcher(
+            _resolving(["127.0.0.1"]), webhook_allowed_hosts=["prompt.test"], webhook_max_per_host=2
+        )
+        deferred = []
+        real_defer = dispatcher._defer
+
+        async def counting_defer(job):
+            deferred.append(job.task_id)
+            await real_defer(job)
+
+        dispatcher._defer = counting_defer
+        model = await deploy(Echo())
+        name = model.consumer.spec.name
+        ids = await _submit_hooked(
+            gateway, await user(), name, f"http://prompt.test:{receiver.port}/hook", n=12
+        )
+        await model.drain()
+        await dispatcher.start()
+        await wait_until(lambda: _all_delivered(store, ids), timeout=20)
+        assert receiver.most_at_once[f"prompt.test:{receiver.port}"] == 2
+        assert deferred == []
+    finally:
+        receiver.close()
+
+
 async def test_a_users_deliveries_in_flight_are_limited(
     gateway, user, deploy, store, services, make_dispatcher
 ):

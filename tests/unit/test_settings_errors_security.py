@@ -7,9 +7,9 @@ import pytest
 
 from app.core.errors import Unauthorized
 from app.core.security import (
+    VerifiedTokens,
     create_access_token,
     hash_password,
-    VerifiedTokens,
     login_from_token,
     verify_password,
 )
