@@ -26,8 +26,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_platform(**env: str) -> str:
-    """A local Ray (loopback only) with Serve on a free port; returns the base URL."""
+def start_platform(*, ingress: str = "haproxy", **env: str) -> str:
+    """A local Ray (loopback only) with Serve on a free port, behind `ingress` ("haproxy":
+    Serve's HAProxy ingress, as scripts/start.sh runs it; "proxy": Serve's Python proxy);
+    returns the base URL."""
+    if ingress == "haproxy":
+        import tempfile
+
+        from scripts.ingress import haproxy_env
+
+        run_dir = Path(tempfile.mkdtemp(prefix="hap-", dir="/tmp"))
+        os.environ.update(haproxy_env(run_dir, metrics_port=free_port(), stats_port=free_port()))
     os.environ.update(
         {
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -73,13 +82,44 @@ def deploy_gateway(**options: Any) -> None:
     serve.run(build_gateway(num_replicas=1, **options), name="gateway", route_prefix="/")
 
 
+def empty_queues(name: str) -> None:
+    """Delete the queues of model `name`, so a figure never starts behind the backlog an
+    earlier figure left (its replicas declare them again)."""
+    import asyncio
+
+    import aio_pika
+
+    from app.core.broker import QueueNames
+
+    async def delete() -> None:
+        connection = await aio_pika.connect_robust(AMQP_URL)
+        names = QueueNames.for_model(name)
+        async with connection:
+            for queue in (names.work, names.dead_letter, *(names.retry(n) for n in (1, 2))):
+                channel = await connection.channel()
+                await channel.queue_delete(queue)
+
+    asyncio.run(delete())
+
+
 def deploy_model(
-    cls: type, name: str, replicas: int = 1, overrides: dict[str, Any] | None = None
+    cls: type,
+    name: str,
+    replicas: int = 1,
+    overrides: dict[str, Any] | None = None,
+    *,
+    fresh: bool = True,
 ) -> None:
+    """Deploy model `name`, on empty queues unless `fresh` is off (a figure starts with no
+    backlog, but a drain starts with the one it made)."""
     from ray import serve
 
     from deployments.sdk import build_app
 
+    if name in serve.status().applications:
+        serve.delete(name)
+    if fresh:
+        empty_queues(name)
     serve.run(
         build_app(cls, model_name=name, num_replicas=replicas, overrides=overrides),
         name=name,

@@ -17,10 +17,18 @@ from fastapi import FastAPI
 from ray import serve
 from redis.asyncio import Redis
 
+from app.main import GATEWAY_SERVE_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 CONCURRENCY = 16  # tasks one consumer runs at once, for every peer alike
+# The plain ingress deployments run inside Serve as our gateway does (app/main.py says how
+# and why), so the comparison is between the code paths, not the setups.
+INGRESS_OPTIONS = {
+    "num_cpus": 0,
+    "runtime_env": {"env_vars": dict(GATEWAY_SERVE_ENV)},
+}
 
 plain = FastAPI()
 
@@ -30,10 +38,16 @@ async def noop(body: dict[str, object]) -> dict[str, str]:
     return {"task_id": "0", "status": "pending"}
 
 
+@plain.post("/noop-batch")
+async def noop_batch(body: list[dict[str, object]]) -> dict[str, object]:
+    """Takes a batch's body (a JSON array of messages) and does nothing with it."""
+    return {"task_ids": [str(i) for i in range(len(body))], "status": "pending"}
+
+
 def plain_serve_app(max_ongoing_requests: int) -> serve.Application:
     """A Ray Serve FastAPI endpoint that parses the JSON body and does nothing else."""
     deployment = serve.deployment(
-        name="plain", max_ongoing_requests=max_ongoing_requests, ray_actor_options={"num_cpus": 0}
+        name="plain", max_ongoing_requests=max_ongoing_requests, ray_actor_options=INGRESS_OPTIONS
     )(serve.ingress(plain)())
     return deployment.bind()
 
@@ -50,7 +64,7 @@ class PlainModel:
 
 
 @serve.deployment(
-    name="plain-ingress", max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0}
+    name="plain-ingress", max_ongoing_requests=4096, ray_actor_options=INGRESS_OPTIONS
 )
 @serve.ingress(two_hop)
 class PlainIngress:
@@ -111,7 +125,8 @@ async def bare_floor(n: int) -> float:
 # ---- Celery: plain worker and Ray's task_consumer ------------------------------------
 
 
-def _celery_done_rate(n: int, task_ids: list[str], timeout_s: float = 120) -> float:
+def _celery_done_rate(n: int, task_ids: list[str], timeout_s: float = 120) -> tuple[float, int]:
+    """Tasks/s over the succeeded tasks' completion span, and how many did not succeed."""
     import redis as sync_redis
 
     client = sync_redis.Redis.from_url(REDIS_URL)
@@ -123,15 +138,18 @@ def _celery_done_rate(n: int, task_ids: list[str], timeout_s: float = 120) -> fl
         time.sleep(0.2)
     else:
         raise TimeoutError("Celery peer did not finish")
+    metas = [json.loads(raw) for raw in client.mget(keys)]
     stamps = [
-        datetime.fromisoformat(json.loads(raw)["date_done"]).timestamp()
-        for raw in client.mget(keys)
+        datetime.fromisoformat(meta["date_done"]).timestamp()
+        for meta in metas
+        if meta.get("status") == "SUCCESS"
     ]
-    return (n - 1) / _done_span(stamps)
+    return (len(stamps) - 1) / _done_span(stamps), n - len(stamps)
 
 
-def celery_worker(n: int) -> float:
-    """Pre-fill the Celery queue, then run one worker (thread pool of CONCURRENCY)."""
+def celery_worker(n: int) -> tuple[float, int]:
+    """Pre-fill the Celery queue, then run one worker (thread pool of CONCURRENCY): its
+    drain rate, and the tasks that did not succeed."""
     from benchmarks.celery_app import QUEUE, app
 
     app.control.purge()
@@ -165,8 +183,9 @@ def celery_worker(n: int) -> float:
         worker.wait(timeout=30)
 
 
-def ray_task_consumer(n: int) -> float:
-    """Ray Serve's asynchronous inference: a task_consumer deployment, one replica."""
+def ray_task_consumer(n: int) -> tuple[float, int]:
+    """Ray Serve's asynchronous inference: a task_consumer deployment, one replica: its drain
+    rate, and the tasks that did not succeed."""
     from ray.serve.schema import CeleryAdapterConfig, TaskProcessorConfig
     from ray.serve.task_consumer import (
         instantiate_adapter_from_config,
@@ -232,7 +251,7 @@ class PlainIrisModel:
 
 
 @serve.deployment(
-    name="plain-iris-ingress", max_ongoing_requests=4096, ray_actor_options={"num_cpus": 0}
+    name="plain-iris-ingress", max_ongoing_requests=4096, ray_actor_options=INGRESS_OPTIONS
 )
 @serve.ingress(iris_api)
 class PlainIrisIngress:
@@ -263,7 +282,7 @@ embed_api = FastAPI()
 
 
 @serve.deployment(
-    name="plain-embedder", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0}
+    name="plain-embedder", max_ongoing_requests=256, ray_actor_options=INGRESS_OPTIONS
 )
 @serve.ingress(embed_api)
 class PlainEmbedder:
@@ -290,3 +309,86 @@ class PlainEmbedder:
 
 def plain_embedder_app() -> serve.Application:
     return PlainEmbedder.bind()
+
+
+# ---- the submit path's floor (benchmarks/floor_app.py) and Serve's Python proxy -----------
+
+
+class FloorApp:
+    """The bare uvicorn app doing a submit's work, as a process of its own (no Ray)."""
+
+    def __init__(self, queue: str) -> None:
+        import secrets
+
+        from benchmarks.harness import free_port
+
+        self.port = free_port()
+        self.key = secrets.token_urlsafe(48)
+        env = {
+            **os.environ,
+            "FLOOR_REDIS_URL": REDIS_URL,
+            "FLOOR_AMQP_URL": AMQP_URL,
+            "FLOOR_QUEUE": queue,
+            "FLOOR_JWT_KEY": self.key,
+        }
+        self._process = subprocess.Popen(  # noqa: S603 - this interpreter, uvicorn
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "benchmarks.floor_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        from benchmarks.harness import wait_until
+
+        wait_until(self._up, timeout_s=30)
+
+    def _up(self) -> bool:
+        import socket
+
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def headers(self) -> dict[str, str]:
+        import jwt
+
+        now = int(time.time())
+        claims = {"sub": "floor", "iat": now, "exp": now + 3600}
+        token = jwt.encode(claims, self.key, algorithm="HS256")
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=30)
+
+
+def proxy_peer(seconds: float, runs: int) -> dict[str, object]:
+    """Plain Serve's no-op and our submit path behind Serve's Python proxy, measured in a Ray
+    instance of their own (benchmarks/proxy_peer.py)."""
+    done = subprocess.run(  # noqa: S603 - this interpreter, the peer module
+        [sys.executable, "-m", "benchmarks.proxy_peer", str(seconds), str(runs)],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("APP_", "RAY_"))},
+        capture_output=True,
+        text=True,
+        timeout=600 + 4 * seconds * runs,
+        check=False,
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("PEER_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"the proxy peer failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    result: dict[str, object] = json.loads(line.split(" ", 1)[1])
+    return result

@@ -1,8 +1,11 @@
 """Runs the benchmark figures with their peers in one go and writes benchmarks/RESULTS.md.
 
-    python -m benchmarks.run                      # every figure, 3 runs each (~30 min, 2 cores)
-    python -m benchmarks.run --quick              # smaller counts, for a smoke run
-    python -m benchmarks.run --only waiters batch # some figures (the others' rows are kept)
+    python -m benchmarks.run                      # every figure, 3 runs each (~40 min, 2 cores)
+    python -m benchmarks.run --quick --out X.md   # smaller counts, for a smoke run
+    python -m benchmarks.run --only waiters batch --out X.md   # some figures, elsewhere
+
+RESULTS.md is always written whole, by one run of every figure, and names the commit it
+measured: rows are never carried over from another run.
 
 All traffic goes to 127.0.0.1. Each figure runs `--runs` times (default 3) and is reported as
 median (min–max); ratios compare medians of the same run of this script. Every row counts
@@ -16,6 +19,7 @@ import argparse
 import importlib
 import os
 import platform
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -54,9 +58,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--only", nargs="*", choices=FIGURES, default=None)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/RESULTS.md"))
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
     chosen = args.only or FIGURES
+    results = ROOT / "benchmarks/RESULTS.md"
+    if args.out is None:
+        if args.only or args.quick:
+            parser.error("--only and --quick runs write elsewhere: give --out")
+        args.out = str(results)
 
     base = start_platform(APP_MAX_WAIT_S="60")
     deploy_gateway()
@@ -92,18 +101,26 @@ def main() -> int:
     return 0
 
 
-def _previous_sections(path: Path) -> dict[str, list[str]]:
-    """Rows of figures not run this time, kept from the last report."""
-    kept: dict[str, list[str]] = {}
-    if not path.exists():
-        return kept
-    current = None
-    for line in path.read_text().splitlines():
-        if line.startswith("<!-- figure:"):
-            current = line.split(":", 1)[1].strip(" ->")
-        elif current and line.startswith("| ") and not line.startswith("| figure"):
-            kept.setdefault(current, []).append(line)
-    return kept
+def _commit() -> str:
+    """The commit measured (with "+changes" when the work tree differs from it)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" +changes" if dirty else "")
 
 
 def write_report(
@@ -114,54 +131,42 @@ def write_report(
     elapsed: float,
     args: argparse.Namespace,
 ) -> None:
-    previous = _previous_sections(path)
     cpu = platform.processor() or platform.machine()
-    flags = (" --quick" if args.quick else "") + (
-        " --only " + " ".join(args.only) if args.only else ""
+    command = "python -m benchmarks.run" + " ".join(
+        [""]
+        + (["--quick"] if args.quick else [])
+        + ([f"--runs {args.runs}"] if args.runs != 3 else [])
+        + ([f"--seconds {args.seconds:g}"] if args.seconds else [])
+        + (["--only", *args.only] if args.only else [])
     )
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m benchmarks.run{flags}`"
-        f" in {elapsed / 60:.1f} min; every peer in the same run as its figure.",
+        f"Commit `{_commit()}`, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
+        f"`{command}` in {elapsed / 60:.1f} min: every row below comes from this one run, "
+        "every peer measured in it beside its figure.",
         f"Machine: {os.cpu_count()} cores ({cpu}), "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}; "
         f"ray {version('ray')}, fastapi {version('fastapi')}, aio-pika {version('aio-pika')}, "
         f"celery {version('celery')}, redis-py {version('redis')}.",
         f"Redis, RabbitMQ, Ray and the load generator share the same 2 cores. {ctx.runs} runs "
         "per figure, shown as median (min–max); ratios use the medians. `errors` counts "
-        "requests or tasks that did not end as expected.",
+        "requests or tasks that did not end as expected. Throughput is read by wrk (C), "
+        "never by a Python client.",
         "",
-    ]
-    # Memory rows of figures not run this time stay, each with the run that measured it.
-    measured = {row.figure for row in sections.get("memory", [])}
-    kept_memory = [
-        line for line in previous.get("memory", []) if line.split(" | ")[0][2:] not in measured
     ]
     for name in [*FIGURES, "memory"]:
         rows = sections.get(name)
-        kept = previous.get(name)
-        if rows is None and not kept:
+        if rows is None:
             continue
         lines += [
             f"<!-- figure: {name} -->",
             "| figure | ours | peer | ours vs peer | goal | errors |",
             "|---|---|---|---|---|---|",
+            *[row.markdown() for row in rows],
+            "",
         ]
-        lines += [row.markdown() for row in rows] if rows is not None else list(kept or [])
-        if name == "memory":
-            lines += kept_memory
-        if rows is None:
-            lines.append("")
-            lines.append("(kept from the previous run)")
-        lines.append("")
-    # Every figure's reading notes, run this time or kept (a kept row needs its note too).
-    all_notes = [
-        n
-        for name in FIGURES
-        if name in sections or name in previous
-        for n in notes.get(name) or importlib.import_module(f"benchmarks.figures.{name}").NOTES
-    ] + ctx.notes
+    all_notes = [n for name in FIGURES if name in sections for n in notes[name]] + ctx.notes
     if all_notes:
         lines += ["How to read these:", *[f"- {note}" for note in all_notes], ""]
     path.write_text("\n".join(lines))

@@ -19,6 +19,7 @@ from benchmarks.harness import (
     Series,
     deploy_model,
     ratio,
+    verdict,
 )
 from benchmarks.models import Busy, Noop
 
@@ -151,7 +152,7 @@ def drain_tasks(
         serve.delete(name)
     ids = asyncio.run(prefill(name, n, payloads))
     with PeakRss(f"ServeReplica:{name}") as peak:
-        deploy_model(cls, name, replicas, overrides=overrides)
+        deploy_model(cls, name, replicas, overrides=overrides, fresh=False)
         spans, failed = asyncio.run(run_spans(ids))
     serve.delete(name)
     return Drained(spans, failed, peak.peak)
@@ -160,17 +161,22 @@ def drain_tasks(
 def run(ctx: Context) -> list[Row]:
     n = 1000 if ctx.quick else 3000
     ours, floor, celery, ray_tc = Series(), Series(), Series(), Series()
-    errors = 0
+    errors = peer_errors = 0
     for _ in range(ctx.runs):
         rate, _span, failed = drain(Noop, "bench-noop-drain", n)
         ours.add(rate)
         errors += failed
         floor.add(asyncio.run(peers.bare_floor(n)))
-        celery.add(peers.celery_worker(n))
+        rate, failed = peers.celery_worker(n)
+        celery.add(rate)
+        peer_errors += failed
         try:
-            ray_tc.add(peers.ray_task_consumer(n))
+            rate, failed = peers.ray_task_consumer(n)
+            ray_tc.add(rate)
+            peer_errors += failed
         except Exception as exc:  # report, do not hide
             ctx.notes.append(f"Ray Serve task_consumer run failed: {exc!r}")
+            peer_errors += n
     rows = [
         Row(
             f"Drain rate, 1 replica, {n} no-op tasks (tasks/s)",
@@ -184,12 +190,14 @@ def run(ctx: Context) -> list[Row]:
             ours.fmt(),
             f"plain Celery worker, threads×16: {celery.fmt()}",
             f"{ratio(ours, celery):.2f}×",
+            errors=peer_errors,
         ),
         Row(
             "Drain rate (same runs)",
             ours.fmt(),
             f"bare aio-pika → Redis (floor): {floor.fmt()}",
             f"{ratio(ours, floor):.2f}×",
+            verdict(ratio(ours, floor), 0.7),
         ),
     ]
     n_cpu = 400 if ctx.quick else 2000
