@@ -32,6 +32,7 @@ from app.core.broker import BrokerError
 from app.core.errors import AppError, PayloadTooLarge, Unavailable
 from app.core.logging import configure_logging
 from app.core.metrics import MetricsRecorder
+from app.core.runtime_env import with_env_vars
 from app.core.settings import Settings, get_settings
 from app.core.store import StoreError
 from app.inference import Replicas
@@ -242,10 +243,7 @@ def build_gateway(**options: Any) -> Any:
     options = {**defaults, **options}
     # Whatever actor options the caller gives, the replicas keep running as GATEWAY_SERVE_ENV
     # says (its own variables of the same names win).
-    actor = dict(options["ray_actor_options"])
-    runtime_env = dict(actor.get("runtime_env") or {})
-    runtime_env["env_vars"] = {**GATEWAY_SERVE_ENV, **(runtime_env.get("env_vars") or {})}
-    options["ray_actor_options"] = {**actor, "runtime_env": runtime_env}
+    options["ray_actor_options"] = with_env_vars(options["ray_actor_options"], GATEWAY_SERVE_ENV)
     if "num_replicas" in options:
         options.pop("autoscaling_config", None)
     webhooks = serve.deployment(

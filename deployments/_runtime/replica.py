@@ -30,6 +30,7 @@ from app.core.inference import InferOutcome
 from app.core.logging import configure_logging
 from app.core.metrics import BATCH_SIZE, TASKS_IN_FLIGHT, MetricsRecorder
 from app.core.metrics import Snapshot as MetricsSnapshot
+from app.core.runtime_env import with_env_vars
 from app.core.settings import get_settings
 from app.core.store import ResultStore
 from deployments._contract import ModelSpec, check_batching, check_name, spec_of
@@ -302,10 +303,7 @@ MODEL_SERVE_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0"}
 def actor_options(spec: ModelSpec) -> dict[str, Any]:
     """The Ray options of each replica: the CPUs it reserves, its GPUs when it needs any,
     and the Serve variables of MODEL_SERVE_ENV."""
-    options: dict[str, Any] = {
-        "num_cpus": spec.settings.num_cpus,
-        "runtime_env": {"env_vars": dict(MODEL_SERVE_ENV)},
-    }
+    options: dict[str, Any] = with_env_vars({"num_cpus": spec.settings.num_cpus}, MODEL_SERVE_ENV)
     if spec.settings.num_gpus:
         options["num_gpus"] = spec.settings.num_gpus
     return options
@@ -447,6 +445,8 @@ def build_application(
     else:
         options["autoscaling_config"] = autoscaling_config(spec, str(get_settings().amqp_url))
     options.update(deployment_options)
+    # Given actor options (e.g. another num_cpus) keep the variables of MODEL_SERVE_ENV.
+    options["ray_actor_options"] = with_env_vars(options["ray_actor_options"], MODEL_SERVE_ENV)
     if "num_replicas" in deployment_options:
         options.pop("autoscaling_config", None)
     deployment = serve.deployment(ModelReplica).options(**options)  # type: ignore[attr-defined]

@@ -170,3 +170,19 @@ def test_num_gpus_reaches_the_replica_actor_options_next_to_num_cpus():
     assert "num_gpus" not in cpu_only  # a CPU model may run on any node
     with pytest.raises(TypeError, match="num_gpus"):
         _decorate(_Batches, num_gpus=-1)
+
+
+def test_model_replicas_keep_their_serve_variables_whatever_actor_options_are_given():
+    """Without RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=0 every stopping model replica
+    would wait out the front door's 30 s deregistration window."""
+    from deployments._runtime.replica import MODEL_SERVE_ENV
+    from deployments.sdk import build_app
+
+    cls = _decorate(_Batches)
+    default = build_app(cls)._bound_deployment.ray_actor_options
+    given = build_app(
+        cls, ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": {"MINE": "1"}}}
+    )._bound_deployment.ray_actor_options
+    for options in (default, given):
+        assert MODEL_SERVE_ENV.items() <= options["runtime_env"]["env_vars"].items()
+    assert given["num_cpus"] == 0 and given["runtime_env"]["env_vars"]["MINE"] == "1"
