@@ -150,6 +150,59 @@ class ModelSettings(BaseModel):
         return self.build(where, {**self.model_dump(exclude_unset=False), **overrides})
 
 
+OPENAI_ENDPOINTS = ("embeddings",)
+
+
+@dataclass(frozen=True)
+class OpenAIMapping:
+    """How a model serves an OpenAI endpoint (`@model(openai=...)`).
+
+    `embeddings` (`POST /v1/embeddings`, and batch lines for it): each input text goes into
+    the request's string field `input`; the embedding is the response's repeated float (or
+    double) field `output`. `@model(openai="embeddings")` means the defaults, `text` and
+    `vector`; `OpenAIMapping("embeddings", input="sentence", output="embedding")` names others.
+    """
+
+    endpoint: str
+    input: str = "text"
+    output: str = "vector"
+
+    def check(self, request: type[Message], response: type[Message]) -> None:
+        """Raise `TypeError`, saying what to change, unless the messages fit the mapping."""
+        from google.protobuf.descriptor import FieldDescriptor
+
+        if self.endpoint not in OPENAI_ENDPOINTS:
+            raise TypeError(
+                f"openai={self.endpoint!r} is not an OpenAI endpoint the platform serves; "
+                f"use one of {list(OPENAI_ENDPOINTS)}"
+            )
+        text = request.DESCRIPTOR.fields_by_name.get(self.input)
+        if text is None or text.type != FieldDescriptor.TYPE_STRING or _repeated(text):
+            raise TypeError(
+                f"openai={self.endpoint!r}: the request {request.__name__} needs a (not repeated) "
+                f"string field {self.input!r} to take each input text"
+            )
+        vector = response.DESCRIPTOR.fields_by_name.get(self.output)
+        floats = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
+        if vector is None or vector.type not in floats or not _repeated(vector):
+            raise TypeError(
+                f"openai={self.endpoint!r}: the response {response.__name__} needs a repeated "
+                f"float field {self.output!r} holding the embedding"
+            )
+
+    @classmethod
+    def of(cls, value: str | OpenAIMapping | None) -> OpenAIMapping | None:
+        if value is None or isinstance(value, OpenAIMapping):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        raise TypeError(f"openai= takes an endpoint name or an OpenAIMapping, not {value!r}")
+
+
+def _repeated(field: Any) -> bool:
+    return bool(field.is_repeated)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything `@model` learned about a model class."""
@@ -161,6 +214,8 @@ class ModelSpec:
     settings: ModelSettings = ModelSettings()
     # Shown in /models, task documents and OIP metadata; part of the cache key.
     version: str = "0"
+    # The OpenAI endpoint the model serves, if any (`/v1/embeddings`...).
+    openai: OpenAIMapping | None = None
 
 
 def check_name(name: object) -> None:

@@ -23,6 +23,8 @@ MAX_TEXT_CHARS = 10_000
     request=EmbedRequest,
     response=EmbedResponse,
     version="all-MiniLM-L6-v2",
+    # Also POST /v1/embeddings and OpenAI batches: texts into `text`, embeddings from `vector`.
+    openai="embeddings",
     max_batch_size=32,
     batch_wait_timeout_s=0.01,
     # PyTorch spreads each forward pass over the node's cores; this is what Ray reserves.

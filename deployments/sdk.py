@@ -33,6 +33,7 @@ from deployments._contract import (
     InvalidInput,
     ModelSettings,
     ModelSpec,
+    OpenAIMapping,
     Retry,
     check_batching,
     check_name,
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidInput",
     "ModelSettings",
     "ModelSpec",
+    "OpenAIMapping",
     "Retry",
     "build_app",
     "model",
@@ -68,6 +70,7 @@ def model(
     response: type[Message],
     description: str | None = None,
     version: str | None = None,
+    openai: str | OpenAIMapping | None = None,
     **settings: Any,
 ) -> Callable[[_T], _T]:
     """Declare a class as a servable model.
@@ -80,6 +83,10 @@ def model(
         description: shown in `GET /models` and on Swagger; defaults to the class docstring.
         version: the model's version, shown in `GET /models`, task documents and OIP metadata;
             defaults to the class's `__version__`, else "0".
+        openai: the OpenAI endpoint the model also serves under `/v1` (README, "OpenAI
+            API"): `"embeddings"` maps each input text to the request's string field `text`
+            and the embedding to the response's repeated float field `vector`;
+            `OpenAIMapping("embeddings", input=..., output=...)` names other fields.
         **settings: defaults of the model's settings, each a field of `ModelSettings`
             (`max_attempts`, `retry_backoff_s`, `timeout_s`, `min_replicas`, `max_replicas`,
             `target_tasks_per_replica`, `downscale_delay_s`, `max_concurrency`, `num_cpus`,
@@ -106,6 +113,12 @@ def model(
                 f"(e.g. from protos.example_pb2 import ExampleModelRequest), got {cls!r}"
             )
     model_settings = ModelSettings.build(f"@model(name={name!r})", settings)
+    mapping = OpenAIMapping.of(openai)
+    if mapping is not None:
+        try:
+            mapping.check(request, response)
+        except TypeError as exc:
+            raise TypeError(f"@model(name={name!r}): {exc}") from None
 
     def decorate(cls: _T) -> _T:
         if not inspect.isclass(cls):
@@ -134,6 +147,7 @@ def model(
             description=_unwrap(description or inspect.getdoc(cls) or ""),
             settings=model_settings,
             version=str(version if version is not None else getattr(cls, "__version__", "0")),
+            openai=mapping,
         )
         check_batching(cls, spec)
         qualified = f"{cls.__module__}.{cls.__qualname__}"

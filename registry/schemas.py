@@ -45,6 +45,11 @@ class ModelInfo:
     # Fair share: how many of one user's tasks may be in the model's queue at once (0: the
     # gateway's default).
     fair_share_window: int = 0
+    # The OpenAI endpoint it serves ("embeddings"; "" for none), and the request field that
+    # takes an input and the response field that holds the output.
+    openai_endpoint: str = ""
+    openai_input: str = ""
+    openai_output: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,9 @@ class ModelView:
     cache_ttl_s: float = 0.0
     timeout_s: float = 0.0
     fair_share_window: int = 0
+    openai_endpoint: str = ""
+    openai_input: str = ""
+    openai_output: str = ""
 
 
 @dataclass(frozen=True)

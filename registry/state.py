@@ -221,6 +221,9 @@ class RegistryState:
                     cache_ttl_s=record.info.cache_ttl_s,
                     timeout_s=record.info.timeout_s,
                     fair_share_window=record.info.fair_share_window,
+                    openai_endpoint=record.info.openai_endpoint,
+                    openai_input=record.info.openai_input,
+                    openai_output=record.info.openai_output,
                 )
                 for name, record in sorted(self._models.items())
             ),

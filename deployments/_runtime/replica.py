@@ -72,6 +72,9 @@ def model_info(spec: ModelSpec, app_name: str = "", *, default_prefetch: int = 1
         cache_ttl_s=spec.settings.cache_ttl_s or 0.0,
         timeout_s=spec.settings.timeout_s or 0.0,
         fair_share_window=fair_share_window(spec.settings, prefetch(spec, default_prefetch)),
+        openai_endpoint=spec.openai.endpoint if spec.openai else "",
+        openai_input=spec.openai.input if spec.openai else "",
+        openai_output=spec.openai.output if spec.openai else "",
     )
 
 
