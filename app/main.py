@@ -36,6 +36,8 @@ from app.core.runtime_env import with_env_vars
 from app.core.settings import Settings, get_settings
 from app.core.store import StoreError
 from app.inference import Replicas
+from app.openai import routes as openai_routes
+from app.openai.errors import openai_error_body, param_of
 from app.services import Services
 from registry.client import Registry, RegistryUnavailable
 
@@ -124,6 +126,8 @@ def create_app(
         health.router,
         admin.router,
         admin.status_router,
+        openai_routes.router,
+        openai_routes.files_router,
         docs.router,
     )
     for router in routers:
@@ -180,9 +184,12 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500 and not isinstance(exc, AppError) or status == 500:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         detail = "internal error"
-    route = getattr(request.scope.get("route"), "path", "")
+    route = getattr(request.scope.get("route"), "path", "") or request.url.path
     if route.startswith("/v2"):  # the Open Inference Protocol's own error shape
         return JSONResponse(oip_error_body(detail), status_code=status, headers=headers)
+    if route.startswith("/v1/"):  # OpenAI's
+        body = openai_error_body(status, code, detail, param_of(exc))
+        return JSONResponse(body, status_code=status, headers=headers)
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 

@@ -26,6 +26,8 @@ from app.core.users import AccountCache, UserStore
 from app.core.webhook_queue import declare_webhook_queues
 from app.inference import ModelCaller, Replicas, ServeReplicas
 from app.notifications import TaskNotifications
+from app.openai.batches import BatchStore, BatchWorker
+from app.openai.files import FileStore
 from app.quotas.leases import Leases
 from app.quotas.limits import LimitStore, UserLimits
 from app.quotas.refusals import refusal
@@ -92,6 +94,10 @@ class Services:
     address_buckets: TokenBuckets
     limits: LimitStore
     leases: Leases
+    openai_files: FileStore
+    openai_batches: BatchStore
+    # Set by start(): moves this replica's share of the OpenAI batches on.
+    openai_worker: BatchWorker | None = None
     tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     # Names this gateway process's metrics in the registry.
     source_id: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
@@ -192,15 +198,23 @@ class Services:
             address_buckets=TokenBuckets(store.redis, prefix=f"{settings.redis_prefix}:rate-of"),
             limits=limits,
             leases=Leases(store.redis, prefix=settings.redis_prefix),
+            openai_files=FileStore(
+                store.redis, prefix=settings.redis_prefix, ttl_s=settings.openai_file_ttl_s
+            ),
+            openai_batches=BatchStore(
+                store.redis, prefix=settings.redis_prefix, ttl_s=settings.openai_file_ttl_s
+            ),
         )
         services.notifications.on_expired = services.finished
         return services
 
     def start(self) -> None:
-        """Start the background work: the task subscriber, the metrics push, and renewing the
-        leases of open streams."""
+        """Start the background work: the task subscriber, the metrics push, renewing the
+        leases of open streams, and moving OpenAI batches on."""
         self.notifications.start()
         self._spawn(self.leases.renew_forever())
+        self.openai_worker = BatchWorker(self, self.openai_batches, self.openai_files)
+        self._spawn(self.openai_worker.run_forever())
         self._spawn(
             report_metrics_forever(
                 self.registry, self.source_id, self.metrics.snapshot, self.settings.ping_interval_s

@@ -173,13 +173,15 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for error codes, all in the common error shape (429 and 503
-    with the headers they carry)."""
+def error_responses(
+    *codes: int, shape: type[BaseModel] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error codes, all in the common error shape (or `shape`),
+    429 and 503 with the headers they carry."""
     responses: dict[int | str, dict[str, Any]] = {}
     for code in codes:
         entry: dict[str, Any] = {
-            "model": ErrorOut,
+            "model": shape or ErrorOut,
             "description": _ERROR_DESCRIPTIONS.get(code, HTTPStatus(code).phrase),
         }
         if code in _ERROR_HEADERS:

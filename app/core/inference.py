@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from app.core.errors import AppError, BadRequest, InvalidInput, ModelFailed, ModelTimeout
+
 
 class Outcome(StrEnum):
     OK = "ok"
@@ -25,3 +27,14 @@ class InferOutcome:
     response: bytes = b""
     # What went wrong, for the client, when not OK.
     error: str = ""
+
+
+def outcome_error(outcome: InferOutcome) -> AppError:
+    """The error a failed call answers with (not for `Outcome.OK`)."""
+    errors: dict[Outcome, type[AppError]] = {
+        Outcome.INVALID_INPUT: InvalidInput,
+        Outcome.MODEL_ERROR: ModelFailed,
+        Outcome.TIMEOUT: ModelTimeout,
+        Outcome.BAD_REQUEST: BadRequest,
+    }
+    return errors[outcome.outcome](outcome.error)

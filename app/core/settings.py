@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     # A batch submit: most request messages in one body, and the body's size.
     max_batch_tasks: int = Field(default=1000, ge=1)
+    # OpenAI API (/v1): how long uploaded files and batch outputs (and batches) are kept, the
+    # largest file one may upload, and the most lines one batch may hold.
+    openai_file_ttl_s: int = Field(default=7 * 24 * 3600, ge=3600)
+    openai_max_file_bytes: int = Field(default=50 << 20, ge=1024)
+    openai_batch_max_lines: int = Field(default=50_000, ge=1)
     max_batch_bytes: int = Field(default=8 << 20, ge=1024)
 
     # Waiting for results: the longest long-poll, and how often an idle event stream gets a

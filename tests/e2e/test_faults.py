@@ -16,12 +16,16 @@ import httpx
 import pytest
 
 from deployments.echo import Echo
-from tests.utils.e2e import finish_all, listed, queue_stat, submit, submit_all, wait_for, when
-
-
-def _unacked(queue: str) -> int:
-    """Messages of `queue` delivered to consumers and not yet acknowledged."""
-    return queue_stat(queue, "messages_unacknowledged") or 0
+from tests.utils.e2e import (
+    finish_all,
+    listed,
+    submit,
+    submit_all,
+    task_writes,
+    unacked,
+    wait_for,
+    when,
+)
 
 
 def _replica_pids(http, headers, name: str) -> set[int]:
@@ -29,22 +33,6 @@ def _replica_pids(http, headers, name: str) -> set[int]:
     accepted = submit_all(http, headers, name, [f"who-{i}" for i in range(40)])
     documents = finish_all(http, headers, name, accepted)
     return {int(d["result"]["replica"].rsplit(":", 1)[1]) for d in documents}
-
-
-def _starts(task_ids: list[str]) -> dict[str, int]:
-    """How many writes each task saw (its sequence number): 3 for pending, running,
-    succeeded; more when a replica took it again after another died with it."""
-    import redis
-
-    from app.core.settings import get_settings
-    from tests.conftest import REDIS_URL
-
-    prefix = get_settings().redis_prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    pipe = client.pipeline()
-    for task_id in task_ids:
-        pipe.hget(f"{prefix}:task:{task_id}", "seq")
-    return {t: int(s or 0) for t, s in zip(task_ids, pipe.execute(), strict=True)}
 
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
@@ -79,12 +67,12 @@ def test_replica_sigkilled_holding_work__its_tasks_redelivered_all_500_succeed(
     submitter.start()
     # Each replica holds at most 16 unacked deliveries: more than 16 unacked means both,
     # the victim included, are in the middle of tasks.
-    wait_for(lambda: _unacked(name) > 20, timeout=60, interval=0.1)
+    wait_for(lambda: unacked(name) > 20, timeout=60, interval=0.1)
     os.kill(victim, signal.SIGKILL)
     submitter.join()
     assert len(accepted) == 500
     finish_all(http, headers, name, accepted)
-    starts = _starts(list(accepted))
+    starts = task_writes(list(accepted))
     redelivered = [task for task, seq in starts.items() if seq > 3]
     assert redelivered, "no task was running on the killed replica"
     assert len(redelivered) <= 16, len(redelivered)

@@ -45,6 +45,27 @@ def queue_stat(queue: str, column: str) -> int | None:
     return None
 
 
+def unacked(queue: str) -> int:
+    """Messages of `queue` delivered to consumers and not yet acknowledged."""
+    return queue_stat(queue, "messages_unacknowledged") or 0
+
+
+def task_writes(task_ids: list[str]) -> dict[str, int]:
+    """How many writes each task saw (its sequence number): 3 for pending, running,
+    succeeded; more when a replica took it again after another died with it."""
+    import redis
+
+    from app.core.settings import get_settings
+    from tests.conftest import REDIS_URL
+
+    prefix = get_settings().redis_prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    pipe = client.pipeline()
+    for task_id in task_ids:
+        pipe.hget(f"{prefix}:task:{task_id}", "seq")
+    return {t: int(s or 0) for t, s in zip(task_ids, pipe.execute(), strict=True)}
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 30, interval: float = 0.2) -> Any:
     """Poll `condition` until it returns something truthy; return that value."""
     deadline = time.monotonic() + timeout

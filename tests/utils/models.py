@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 from deployments.sdk import InvalidInput, model, report_progress
 from protos.echo_pb2 import EchoRequest, EchoResponse
+from protos.embedder_pb2 import EmbedRequest, EmbedResponse
 
 
 @model(name="counting", request=EchoRequest, response=EchoResponse, max_attempts=1)
@@ -96,3 +98,26 @@ class Recording:
     async def process_request(self, request: EchoRequest) -> EchoResponse:
         self.order.append(request.text)
         return EchoResponse(text=request.text)
+
+
+@model(
+    name="hashing-embedder",
+    request=EmbedRequest,
+    response=EmbedResponse,
+    openai="embeddings",
+    max_attempts=1,
+)
+class HashingEmbedder:
+    """A stand-in for a neural embedder: a unit vector of 8 numbers made from the text's hash
+    (the same text, the same vector); a text starting with "fail" fails, one starting with
+    "slow" takes 50 ms."""
+
+    async def process_request(self, request: EmbedRequest) -> EmbedResponse:
+        if request.text.startswith("fail"):
+            raise InvalidInput("told to fail")
+        if request.text.startswith("slow"):
+            await asyncio.sleep(0.05)
+        digest = hashlib.sha256(request.text.encode()).digest()
+        vector = [b - 127.5 for b in digest[:8]]
+        norm = sum(v * v for v in vector) ** 0.5
+        return EmbedResponse(vector=[v / norm for v in vector], dimension=8)

@@ -12,8 +12,7 @@ from app.api.routes.tasks import ModelName, _body
 from app.api.routing import bounded_route
 from app.api.schemas import error_responses
 from app.catalog import LiveModel
-from app.core.errors import BadRequest, InvalidInput, ModelFailed, ModelTimeout
-from app.core.inference import InferOutcome, Outcome
+from app.core.inference import InferOutcome, Outcome, outcome_error
 from protos.codec import PROTOBUF_CONTENT_TYPE, message_from_bytes, message_to_dict
 
 router = APIRouter(tags=["tasks"], route_class=bounded_route(setting="max_body_bytes"))
@@ -30,16 +29,6 @@ def answer(model: LiveModel, outcome: InferOutcome, request: Request) -> Respons
             media_type="application/json",
         )
     raise outcome_error(outcome)
-
-
-def outcome_error(outcome: InferOutcome) -> Exception:
-    errors: dict[Outcome, type[Exception]] = {
-        Outcome.INVALID_INPUT: InvalidInput,
-        Outcome.MODEL_ERROR: ModelFailed,
-        Outcome.TIMEOUT: ModelTimeout,
-        Outcome.BAD_REQUEST: BadRequest,
-    }
-    return errors[outcome.outcome](outcome.error)
 
 
 @router.post(

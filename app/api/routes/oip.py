@@ -15,11 +15,10 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentUser, ServicesDep
 from app.api.routes.health import readiness
-from app.api.routes.infer import outcome_error
 from app.api.routing import bounded_route
 from app.catalog import LiveModel
 from app.core.errors import BadRequest, ModelUnavailable
-from app.core.inference import Outcome
+from app.core.inference import Outcome, outcome_error
 from app.oip import (
     HEADER_LENGTH,
     TensorError,
