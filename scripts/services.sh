@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure Redis (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672) answer, and that Prometheus's
-# promtool is installed. A service already
+# promtool, wrk and kubectl are installed. A service already
 # answering is left alone. One that does not is started, after being installed with the system
 # package manager if missing (Debian/Ubuntu, as root; otherwise this says what to run).
 # Redis started here keeps its data (user accounts) in .data/redis with append-only
@@ -19,6 +19,8 @@ optional=()
 if ! command -v promtool >/dev/null; then optional+=(prometheus); fi
 # wrk: the benchmarks' load generator (python -m benchmarks.run).
 if ! command -v wrk >/dev/null; then optional+=(wrk); fi
+# kubectl: renders deploy/kubernetes (kustomize) for the manifest tests.
+if ! command -v kubectl >/dev/null; then optional+=(kubectl); fi
 if [ "$((${#missing[@]} + ${#optional[@]}))" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing ${missing[*]} ${optional[*]}"

@@ -118,27 +118,3 @@ def test_every_model_app_in_serve_config_builds_from_its_args(monkeypatch):
         builder(app.get("args", {}))
     assert built["Summarizer"]["init"] == {"max_sentences": 3}
     assert built["Iris"]["overrides"] == {"cache_ttl_s": 3600}
-
-
-def test_the_kuberay_rayservice_runs_the_same_serve_applications():
-    from ray.serve.schema import ServeDeploySchema
-
-    service = yaml.safe_load((ROOT / "deploy/kuberay/rayservice.yaml").read_text())
-    assert service["kind"] == "RayService"
-    assert service["spec"]["rayClusterConfig"]["authOptions"]["mode"] == "token"
-    embedded = yaml.safe_load(service["spec"]["serveConfigV2"])
-    ServeDeploySchema.model_validate(embedded)
-    shipped = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
-
-    def apps(config):
-        return {
-            a["name"]: (a["import_path"], a.get("args"), a.get("deployments"), a["route_prefix"])
-            for a in config["applications"]
-        }
-
-    assert apps(embedded) == apps(shipped)
-    for app in embedded["applications"]:
-        env = app["runtime_env"]["env_vars"]
-        assert "127.0.0.1" not in env["APP_REDIS_URL"] + env["APP_AMQP_URL"]
-        assert "APP_JWT_SECRET" not in env  # from the Kubernetes secret, never in the file
-    assert embedded["http_options"]["host"] == "0.0.0.0"  # noqa: S104
