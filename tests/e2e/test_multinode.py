@@ -119,6 +119,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             Path(tempfile.mkdtemp(prefix="hapmn-", dir="/tmp")),
             metrics_port=_free_port(),
             stats_port=_free_port(),
+            fallback_http_port=_free_port(),
+            fallback_grpc_port=_free_port(),
         )
     )
     ray = str(Path(sys.executable).with_name("ray"))
