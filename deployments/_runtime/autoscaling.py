@@ -78,6 +78,9 @@ class QueueBacklogPolicy:
         self.target_per_replica = max(1, int(target_per_replica))
         self.poll_interval_s = poll_interval_s
         self.ready = 0
+        # Whether the queue was ever found: a model none of whose replicas has started yet
+        # has no queue (replicas declare it), which must not read as "no work".
+        self.seen_queue = False
         self._poll: asyncio.Task[None] | None = None
         self._last_poll = 0.0
         self._connection: Any = None
@@ -98,6 +101,7 @@ class QueueBacklogPolicy:
                 # it is what refreshes the message count.
                 await self._queue.declare()
             self.ready = int(self._queue.declaration_result.message_count or 0)
+            self.seen_queue = True
         except Exception as exc:  # keep the last value; the next tick tries again
             self._queue = None
             logger.warning("backlog of queue %s unknown: %s", self.queue, exc)
@@ -116,6 +120,11 @@ class QueueBacklogPolicy:
         desired = desired_replicas(
             self.ready + held, inflight, handle_requests, self.target_per_replica
         )
+        if not self.seen_queue:
+            # Until a replica has declared the queue (and registered the model), keep the
+            # replicas Serve is starting: stopping the first one of a model that scales to
+            # zero while it starts would leave the model never registered, never listed.
+            desired = max(desired, int(ctx.target_num_replicas or 0))
         state = dict(ctx.policy_state or {})
         state.update({"ready": self.ready, "held": held, "inflight": inflight})
         return desired, state

@@ -24,6 +24,7 @@ class Context:
     raw_metrics: dict[str, dict[Any, Any]] | None = None
     total_num_requests: float = 0
     policy_state: dict[str, Any] = field(default_factory=dict)
+    target_num_replicas: int = 0
 
 
 def test_desired_replicas_from_backlog_and_running_work():
@@ -100,3 +101,27 @@ async def test_tasks_held_back_by_fair_share_count_as_backlog_once():
     assert state["held"] == 40
     assert desired == 5  # ceil((5 ready + 40 held) / 10)
     assert latest_max(None, HELD_METRIC) == 0
+
+
+async def test_a_model_whose_queue_does_not_exist_yet_keeps_its_starting_replica():
+    """A new model that scales to zero: Serve starts one replica, which declares the queue and
+    registers the model. Until the queue is found, "no backlog" must not stop that replica."""
+    import asyncio
+
+    policy = QueueBacklogPolicy(queue="q", amqp_url="amqp://unused", poll_interval_s=0)
+    exists = False
+
+    async def fake_poll() -> None:
+        if exists:
+            policy.ready, policy.seen_queue = 0, True
+
+    policy._poll_once = fake_poll  # type: ignore[method-assign]
+    starting = Context(target_num_replicas=1)
+    assert policy(starting)[0] == 1
+    await asyncio.sleep(0)
+    assert policy(starting)[0] == 1  # polled: still no queue
+    exists = True
+    await asyncio.sleep(0)
+    policy(starting)
+    await asyncio.sleep(0)
+    assert policy(starting)[0] == 0  # the queue is there and empty: zero is right
