@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.api.middleware import MetricsMiddleware
 from app.api.routes import (
@@ -179,6 +180,8 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
         status, detail = exc.status_code, exc.detail
         headers = dict(exc.headers) if exc.headers else None
         code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+        if status == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
     else:
         status, code, detail = 500, "internal_error", "internal error"
     if status >= 500 and not isinstance(exc, AppError) or status == 500:
@@ -191,6 +194,20 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
         body = openai_error_body(status, code, detail, param_of(exc))
         return JSONResponse(body, status_code=status, headers=headers)
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves on the request's path: Starlette's 405 names only the
+    first matching route's, where several routes (GET and POST /v1/files) share a path."""
+    allowed = []
+    for method in HTTP_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def _gateway_app() -> FastAPI:

@@ -288,3 +288,11 @@ async def test_a_worker_dying_between_submit_and_record_queues_no_line_twice(
     assert finished.request_counts.completed == 12
     assert await store.redis.zcard(store.user_index(login)) == 12
     assert model.consumer.stats.succeeded == 12
+
+
+async def test_a_wrong_method_is_told_every_method_of_the_path(gateway):
+    """GET and POST /v1/files are two routes: the 405 lists both, not only the first's."""
+    answer = await gateway.request("PUT", "/v1/files")
+    assert answer.status_code == 405
+    assert {"GET", "POST"} <= {m.strip() for m in answer.headers["allow"].split(",")}
+    assert answer.json()["error"]["code"] == "method_not_allowed"
