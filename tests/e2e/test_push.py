@@ -64,6 +64,8 @@ def test_sse_resumed_mid_stream_loses_and_repeats_nothing(http, auth, deploy_mod
     it saw: together the two streams hold every event once, in order."""
     headers = auth()
     name = deploy_model(Progressing, overrides={"max_concurrency": 1})
+    # Behind another task, so the stream is open before this one starts and reports.
+    submit(http, headers, name, {"text": "ahead", "delay_ms": 1000})
     task_id = submit(http, headers, name, {"text": "resumed", "delay_ms": 1500})
     first: list[dict[str, str]] = []
     with http.stream(
@@ -98,6 +100,9 @@ def test_events_are_not_buffered_by_the_front_door(http, auth, deploy_model):
     next event is written."""
     headers = auth()
     name = deploy_model(Progressing, overrides={"max_concurrency": 1})
+    # The task waits behind another (one at a time), so its stream is open before it starts:
+    # its half-way report is a change the stream sees happen, not part of the first event.
+    submit(http, headers, name, {"text": "ahead", "delay_ms": 1500})
     task_id = submit(http, headers, name, {"text": "slow", "delay_ms": 3000})
     arrivals: list[tuple[float, str]] = []
     with http.stream(
@@ -111,17 +116,24 @@ def test_events_are_not_buffered_by_the_front_door(http, auth, deploy_model):
                 for event in parse_events(block + "\n\n"):
                     arrivals.append((time.monotonic(), event["event"]))
     kinds = [kind for _, kind in arrivals]
-    assert kinds[-1] == "succeeded" and "progress" in kinds, kinds
+    assert kinds[0] == "pending" and kinds[-1] == "succeeded" and "progress" in kinds, kinds
     halfway = next(at for at, kind in arrivals if kind == "progress")
     assert arrivals[-1][0] - halfway > 2.0, arrivals  # it came while the model was working
 
 
 def test_a_disconnected_event_stream_is_released(http, auth, deploy_model):
     """A client that goes away while its stream is idle gives back its subscription and its
-    open-stream lease (its quota), not only when the task ends."""
+    open-stream lease (its quota), not only when the task ends.
+
+    Behind HAProxy the gateway learns of it at the stream's next write, an event or the
+    keep-alive comment (APP_SSE_KEEPALIVE_S, 15 s): HAProxy reads nothing more from a client
+    whose request is complete, so it notices the close when it next forwards something."""
+    from app.core.settings import get_settings
+
+    keepalive_s = get_settings().sse_keepalive_s
     headers = auth()
     name = deploy_model(Echo)
-    task_id = submit(http, headers, name, {"text": "long", "delay_ms": 20_000})
+    task_id = submit(http, headers, name, {"text": "long", "delay_ms": int(4 * keepalive_s * 1000)})
 
     def open_streams() -> int:
         return http.get("/account", headers=headers).json()["usage"]["open_streams"]
@@ -134,7 +146,8 @@ def test_a_disconnected_event_stream_is_released(http, auth, deploy_model):
         next(events)  # the first event arrived: the stream is open
         assert open_streams() == 1
         events.close()  # the client goes away while the task still runs
-    wait_for(lambda: open_streams() == 0, timeout=10)
+    # Released within two keep-alive intervals: long before the task ends (four).
+    wait_for(lambda: open_streams() == 0, timeout=2 * keepalive_s)
     http.delete(f"/models/{name}/tasks/{task_id}", headers=headers)
 
 

@@ -110,13 +110,13 @@ class Recording:
 class HashingEmbedder:
     """A stand-in for a neural embedder: a unit vector of 8 numbers made from the text's hash
     (the same text, the same vector); a text starting with "fail" fails, one starting with
-    "slow" takes 50 ms."""
+    "slow" takes a quarter of a second."""
 
     async def process_request(self, request: EmbedRequest) -> EmbedResponse:
         if request.text.startswith("fail"):
             raise InvalidInput("told to fail")
         if request.text.startswith("slow"):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.25)
         digest = hashlib.sha256(request.text.encode()).digest()
         vector = [b - 127.5 for b in digest[:8]]
         norm = sum(v * v for v in vector) ** 0.5
