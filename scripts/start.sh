@@ -23,8 +23,16 @@ export RAY_AUTH_MODE=token
 # The HTTP front door is Serve's HAProxy ingress (C, ~4x the requests per second of Serve's
 # Python proxy here; benchmarks/RESULTS.md): HAProxy on port 8000, the gateway's replicas
 # serving HTTP themselves behind it. SERVE_INGRESS=proxy keeps Serve's Python proxy.
+# TLS: SERVE_TLS_PEM=/path/to/cert-and-key.pem makes HAProxy serve HTTPS only on that port
+# (scripts/haproxy.sh); plain HTTP on loopback is the default.
+SCHEME=http
 if [ "${SERVE_INGRESS:-haproxy}" = "haproxy" ]; then
   eval "$(python scripts/ingress.py "$PWD/.run/haproxy")"
+  if [ -n "${SERVE_TLS_PEM:-}" ]; then
+    [ -r "$SERVE_TLS_PEM" ] || { echo "SERVE_TLS_PEM=$SERVE_TLS_PEM is not a readable file" >&2; exit 1; }
+    export SERVE_TLS_PEM="$(realpath "$SERVE_TLS_PEM")"
+    SCHEME=https
+  fi
 fi
 # Serve says a replica cannot be scheduled (no CPU left) after this long; scripts/deploy.sh
 # stops waiting as soon as it does, with Serve's message.
@@ -42,9 +50,9 @@ scripts/deploy.sh
 cat <<MSG
 
 Platform is up.
-  Swagger UI:     http://127.0.0.1:8000/docs
-  Models:         http://127.0.0.1:8000/models   (needs a bearer token: POST /register, /login)
-  Metrics:        http://127.0.0.1:8000/metrics
+  Swagger UI:     ${SCHEME}://127.0.0.1:8000/docs
+  Models:         ${SCHEME}://127.0.0.1:8000/models   (needs a bearer token: POST /register, /login)
+  Metrics:        ${SCHEME}://127.0.0.1:8000/metrics
   Ray dashboard:  http://127.0.0.1:${DASHBOARD_PORT}   (token: ray get-auth-token)
 Deploy changes to serve_config.yaml with scripts/deploy.sh; stop it all with scripts/stop.sh
 MSG

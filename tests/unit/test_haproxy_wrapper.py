@@ -1,11 +1,13 @@
-"""scripts/haproxy.sh and scripts/ingress.py: the front door's own addition to Ray's HAProxy
-(client addresses) and the environment that starts it, checked with HAProxy itself."""
+"""scripts/haproxy.sh and scripts/ingress.py: the front door's own additions to Ray's HAProxy
+(client addresses, TLS) and the environment that starts it, checked with HAProxy itself."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from pathlib import Path
+
+import trustme
 
 from scripts.ingress import haproxy_env
 
@@ -64,3 +66,18 @@ def test_client_addresses_are_passed_on_once(tmp_path):
         done = _run(config, HAPROXY_BINARY=binary)
         assert done.returncode == 0, done.stderr
     assert config.read_text().count("option forwardfor") == 1
+
+
+def test_tls_on_the_http_frontend_with_a_certificate(tmp_path):
+    pem = tmp_path / "server.pem"
+    trustme.CA().issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(CONFIG)
+    binary = haproxy_env(tmp_path)["HAPROXY_BINARY"]
+    done = _run(config, HAPROXY_BINARY=binary, SERVE_TLS_PEM=str(pem))
+    assert done.returncode == 0, done.stderr  # HAProxy loaded the certificate and its key
+    assert f"bind 127.0.0.1:18999 ssl crt {pem} alpn http/1.1" in config.read_text()
+    plain = tmp_path / "plain.cfg"
+    plain.write_text(CONFIG)
+    assert _run(plain, HAPROXY_BINARY=binary).returncode == 0
+    assert " ssl " not in plain.read_text()  # no certificate: plain HTTP, as by default
