@@ -435,15 +435,27 @@ class BatchWorker:
         return records
 
     async def _count(self, batch: _Turn) -> None:
+        """Count the open tasks that ended, reading only their status (not their results)."""
+        with store_errors():
+            ids = [
+                text(i) for i in await self._redis.smembers(self._keys.part(batch.batch_id, "open"))
+            ]
+        store = self._services.store
         ended: list[str] = []
-        for task_id, record in await self._open_records(batch):
-            if record is None:  # expired with its results: nothing will come
-                ended += [task_id, "failed"]
-            elif record.status.is_final:
-                ended += [
-                    task_id,
-                    "completed" if record.status is TaskStatus.SUCCEEDED else "failed",
-                ]
+        for start in range(0, len(ids), READ_CHUNK):
+            part = ids[start : start + READ_CHUNK]
+            with store_errors():
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for task_id in part:
+                        pipe.hget(store.key(task_id), "status")
+                    statuses = await pipe.execute()
+            for task_id, raw in zip(part, statuses, strict=True):
+                if raw is None:  # expired with its results: nothing will come
+                    ended += [task_id, "failed"]
+                    continue
+                status = TaskStatus(text(raw))
+                if status.is_final:
+                    ended += [task_id, "completed" if status is TaskStatus.SUCCEEDED else "failed"]
         if ended:
             with store_errors():
                 await self._scripts.call(
