@@ -47,6 +47,7 @@ FIGURES = [
     "drain",
     "infer",
     "embedder",
+    "openai",
     "fairness",
     "quotas",
 ]
