@@ -17,6 +17,7 @@ from benchmarks.harness import (
     deploy_model,
     pct,
     tail_name,
+    token,
     verdict,
 )
 from benchmarks.models import Noop
@@ -25,12 +26,21 @@ RATE = 10.0
 NOTES = [
     "Submit → result: each probe submits and long-polls its result; the peer is one plain "
     "request through the same ingress to a FastAPI deployment that calls a second one by "
-    "handle and answers (Serve's own two hops, no queue).",
+    "handle and answers (Serve's own two hops, no queue). Under load, another user keeps "
+    "8 closed-loop submitters going on the same model.",
 ]
 
 
-async def probes(base: str, headers: dict[str, str], path_for, seconds: float, background: int):
-    """Latencies of requests sent at RATE/s, with `background` closed-loop submitters."""
+async def probes(
+    base: str,
+    headers: dict[str, str],
+    path_for,
+    seconds: float,
+    background: int,
+    background_headers: dict[str, str] | None = None,
+):
+    """Latencies of requests sent at RATE/s, with `background` closed-loop submitters (another
+    user's, as on a shared platform: fair share keeps the probes out of their backlog)."""
     latencies: list[float] = []
     errors = 0
     stop = asyncio.Event()
@@ -49,7 +59,11 @@ async def probes(base: str, headers: dict[str, str], path_for, seconds: float, b
 
         async def load() -> None:
             while not stop.is_set():
-                await client.post("/models/bench-noop/tasks", json={"text": "bg"}, headers=headers)
+                await client.post(
+                    "/models/bench-noop/tasks",
+                    json={"text": "bg"},
+                    headers=background_headers or headers,
+                )
 
         busy = [asyncio.create_task(load()) for _ in range(background)]
         sent = []
@@ -109,14 +123,18 @@ def run(ctx: Context) -> list[Row]:
     )
     loaded50, loaded_tail, memory = Series(), Series(), Series()
     errors = 0
+    others = token(ctx.base)
     for _ in range(ctx.runs):
         with PeakRss("ServeReplica:bench-noop") as peak:
-            latencies, failed = asyncio.run(probes(ctx.base, headers, ours, ctx.seconds, 8))
+            latencies, failed = asyncio.run(
+                probes(ctx.base, headers, ours, ctx.seconds, 8, background_headers=others)
+            )
         memory.add(peak.peak)
         errors += failed
         samples = len(latencies)
-        loaded50.add(pct(latencies, 0.5) * 1000)
-        loaded_tail.add(pct(latencies, 0.99) * 1000)
+        if latencies:  # every probe failing is reported in `errors`, not as a crash
+            loaded50.add(pct(latencies, 0.5) * 1000)
+            loaded_tail.add(pct(latencies, 0.99) * 1000)
     rows.append(
         Row(
             f"Submit → result visible, {RATE:.0f} req/s, under load (8 closed-loop submitters): "
