@@ -87,8 +87,8 @@ def deploy_gateway(**options: Any) -> None:
 
 
 def empty_queues(name: str) -> None:
-    """Delete the queues of model `name`, so a figure never starts behind the backlog an
-    earlier figure left (its replicas declare them again)."""
+    """Delete the queues of model `name` and its fair-share holds, so a figure never starts
+    behind the backlog an earlier figure left (its replicas declare them again)."""
     import asyncio
 
     import aio_pika
@@ -96,10 +96,24 @@ def empty_queues(name: str) -> None:
     from app.core.broker import QueueNames
 
     async def delete() -> None:
+        from redis.asyncio import Redis
+
+        from app.core.fair_share import hold_queue
+
+        # Fair share's holds too: an earlier figure's backlog held for its user would
+        # otherwise be released into the new queue, as load behind the next figure's back.
+        prefix = os.environ.get("APP_REDIS_PREFIX", "msp")
+        redis = Redis.from_url(REDIS_URL)
+        holders = {h.decode() for h in await redis.smembers(f"{prefix}:fair:{name}:holders")}
+        stale = [key async for key in redis.scan_iter(match=f"{prefix}:fair:{name}:*")]
+        if stale:
+            await redis.delete(*stale)
+        await redis.aclose()
         connection = await aio_pika.connect_robust(AMQP_URL)
         names = QueueNames.for_model(name)
         async with connection:
-            for queue in (names.work, names.dead_letter, *(names.retry(n) for n in (1, 2))):
+            queues = [names.work, names.dead_letter, *(names.retry(n) for n in (1, 2))]
+            for queue in [*queues, *(hold_queue(name, owner) for owner in holders)]:
                 channel = await connection.channel()
                 await channel.queue_delete(queue)
 
