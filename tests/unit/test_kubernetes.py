@@ -113,6 +113,9 @@ def test_credentials_come_from_the_secret_the_cluster_makes(rendered):
             assert env[name]["valueFrom"]["secretKeyRef"]["name"] == SECRET, name
         assert "$(REDIS_PASSWORD)@redis." in env["APP_REDIS_URL"]["value"]
         assert env["APP_AMQP_URL"]["value"].startswith("amqp://model-serving:$(RABBITMQ_PASSWORD)@")
+        # Client addresses from X-Forwarded-For, trusted from the pod network only (a "*"
+        # would take whatever a client wrote in the header).
+        assert env["FORWARDED_ALLOW_IPS"]["value"] not in ("*", "")
 
 
 def _secret_refs(node) -> list[tuple[str, str]]:
