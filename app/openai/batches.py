@@ -422,40 +422,36 @@ class BatchWorker:
                 [start, self._batches.ttl_s, *accepted.task_ids],
             )
 
-    async def _open_records(self, batch: _Turn) -> list[tuple[str, TaskRecord | None]]:
+    async def _open_statuses(self, batch: _Turn) -> list[tuple[str, TaskStatus | None]]:
+        """The batch's dispatched tasks not yet counted, with their status (None: the record
+        expired), read from the status field alone, not the results."""
         with store_errors():
             ids = [
                 text(i) for i in await self._redis.smembers(self._keys.part(batch.batch_id, "open"))
             ]
         store = self._services.store
-        records: list[tuple[str, TaskRecord | None]] = []
-        for start in range(0, len(ids), READ_CHUNK):
-            part = ids[start : start + READ_CHUNK]
-            records.extend(zip(part, await store.get_many(part), strict=True))
-        return records
-
-    async def _count(self, batch: _Turn) -> None:
-        """Count the open tasks that ended, reading only their status (not their results)."""
-        with store_errors():
-            ids = [
-                text(i) for i in await self._redis.smembers(self._keys.part(batch.batch_id, "open"))
-            ]
-        store = self._services.store
-        ended: list[str] = []
+        statuses: list[tuple[str, TaskStatus | None]] = []
         for start in range(0, len(ids), READ_CHUNK):
             part = ids[start : start + READ_CHUNK]
             with store_errors():
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for task_id in part:
                         pipe.hget(store.key(task_id), "status")
-                    statuses = await pipe.execute()
-            for task_id, raw in zip(part, statuses, strict=True):
-                if raw is None:  # expired with its results: nothing will come
-                    ended += [task_id, "failed"]
-                    continue
-                status = TaskStatus(text(raw))
-                if status.is_final:
-                    ended += [task_id, "completed" if status is TaskStatus.SUCCEEDED else "failed"]
+                    raws = await pipe.execute()
+            statuses += [
+                (task_id, None if raw is None else TaskStatus(text(raw)))
+                for task_id, raw in zip(part, raws, strict=True)
+            ]
+        return statuses
+
+    async def _count(self, batch: _Turn) -> None:
+        """Count the open tasks that ended: each once, as completed or failed."""
+        ended: list[str] = []
+        for task_id, status in await self._open_statuses(batch):
+            if status is None:  # expired with its results: nothing will come
+                ended += [task_id, "failed"]
+            elif status.is_final:
+                ended += [task_id, "completed" if status is TaskStatus.SUCCEEDED else "failed"]
         if ended:
             with store_errors():
                 await self._scripts.call(
@@ -469,8 +465,8 @@ class BatchWorker:
         if batch["cancel_sent"]:
             return
         services = self._services
-        for task_id, record in await self._open_records(batch):
-            if record is None or record.status.is_final:
+        for task_id, status in await self._open_statuses(batch):
+            if status is None or status.is_final:
                 continue
             outcome = await services.store.request_cancel(task_id, batch["model"])
             if outcome.transition.written:
