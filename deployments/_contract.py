@@ -150,44 +150,92 @@ class ModelSettings(BaseModel):
         return self.build(where, {**self.model_dump(exclude_unset=False), **overrides})
 
 
-OPENAI_ENDPOINTS = ("embeddings",)
+OPENAI_ENDPOINTS = ("embeddings", "chat", "completions")
+# Each endpoint's fields when the mapping names none: (request field, response field).
+_DEFAULT_FIELDS = {
+    "embeddings": ("text", "vector"),
+    "chat": ("messages", "text"),
+    "completions": ("prompt", "text"),
+}
+# Sampling parameters of a chat or completions body that reach the request message when it
+# has a scalar field of that name (`max_completion_tokens` fills `max_tokens` too).
+OPENAI_PARAMETERS = ("max_tokens", "temperature", "top_p", "seed")
 
 
 @dataclass(frozen=True)
 class OpenAIMapping:
     """How a model serves an OpenAI endpoint (`@model(openai=...)`).
 
-    `embeddings` (`POST /v1/embeddings`, and batch lines for it): each input text goes into
-    the request's string field `input`; the embedding is the response's repeated float (or
-    double) field `output`. `@model(openai="embeddings")` means the defaults, `text` and
-    `vector`; `OpenAIMapping("embeddings", input="sentence", output="embedding")` names others.
+    - `embeddings` (`POST /v1/embeddings`, and batch lines for it): each input text goes into
+      the request's string field `input` (default `text`); the embedding is the response's
+      repeated float (or double) field `output` (default `vector`).
+    - `chat` (`POST /v1/chat/completions`): the conversation goes into the request's repeated
+      message field `input` (default `messages`), each element with string fields `role` and
+      `content`; the answer is the response's string field `output` (default `text`).
+    - `completions` (`POST /v1/completions`): the prompt goes into the request's string field
+      `input` (default `prompt`); the answer is the response's string field `output` (default
+      `text`).
+
+    For chat and completions a streaming model's chunks each carry the next piece of the
+    answer in `output` (OpenAI's deltas); the answer is their concatenation. A request field
+    named like an OpenAI sampling parameter (`max_tokens`, `temperature`, `top_p`, `seed`)
+    receives the body's value.
+    `@model(openai="chat")` means the defaults; `OpenAIMapping("chat", input="turns")` names
+    others.
     """
 
     endpoint: str
-    input: str = "text"
-    output: str = "vector"
+    input: str = ""
+    output: str = ""
 
-    def check(self, request: type[Message], response: type[Message]) -> None:
-        """Raise `TypeError`, saying what to change, unless the messages fit the mapping."""
-        from google.protobuf.descriptor import FieldDescriptor
-
+    def __post_init__(self) -> None:
         if self.endpoint not in OPENAI_ENDPOINTS:
             raise TypeError(
                 f"openai={self.endpoint!r} is not an OpenAI endpoint the platform serves; "
                 f"use one of {list(OPENAI_ENDPOINTS)}"
             )
-        text = request.DESCRIPTOR.fields_by_name.get(self.input)
-        if text is None or text.type != FieldDescriptor.TYPE_STRING or _repeated(text):
+        default_input, default_output = _DEFAULT_FIELDS[self.endpoint]
+        object.__setattr__(self, "input", self.input or default_input)
+        object.__setattr__(self, "output", self.output or default_output)
+
+    def check(self, request: type[Message], response: type[Message]) -> None:
+        """Raise `TypeError`, saying what to change, unless the messages fit the mapping."""
+        from google.protobuf.descriptor import FieldDescriptor
+
+        where = f"openai={self.endpoint!r}"
+        field = request.DESCRIPTOR.fields_by_name.get(self.input)
+        if self.endpoint == "chat":
+            turn = field.message_type if field is not None else None
+            fields = turn.fields_by_name if turn is not None else {}
+            if (
+                field is None
+                or not _repeated(field)
+                or any(
+                    name not in fields or fields[name].type != FieldDescriptor.TYPE_STRING
+                    for name in ("role", "content")
+                )
+            ):
+                raise TypeError(
+                    f"{where}: the request {request.__name__} needs a repeated message field "
+                    f"{self.input!r} whose messages have string fields `role` and `content`"
+                )
+        elif field is None or field.type != FieldDescriptor.TYPE_STRING or _repeated(field):
             raise TypeError(
-                f"openai={self.endpoint!r}: the request {request.__name__} needs a (not repeated) "
-                f"string field {self.input!r} to take each input text"
+                f"{where}: the request {request.__name__} needs a (not repeated) string field "
+                f"{self.input!r} to take each input text"
             )
-        vector = response.DESCRIPTOR.fields_by_name.get(self.output)
-        floats = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
-        if vector is None or vector.type not in floats or not _repeated(vector):
+        answer = response.DESCRIPTOR.fields_by_name.get(self.output)
+        if self.endpoint == "embeddings":
+            floats = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
+            if answer is None or answer.type not in floats or not _repeated(answer):
+                raise TypeError(
+                    f"{where}: the response {response.__name__} needs a repeated float field "
+                    f"{self.output!r} holding the embedding"
+                )
+        elif answer is None or answer.type != FieldDescriptor.TYPE_STRING or _repeated(answer):
             raise TypeError(
-                f"openai={self.endpoint!r}: the response {response.__name__} needs a repeated "
-                f"float field {self.output!r} holding the embedding"
+                f"{where}: the response {response.__name__} needs a (not repeated) string "
+                f"field {self.output!r} holding the answer (or, streamed, its next piece)"
             )
 
     @classmethod
@@ -216,6 +264,8 @@ class ModelSpec:
     version: str = "0"
     # The OpenAI endpoint the model serves, if any (`/v1/embeddings`...).
     openai: OpenAIMapping | None = None
+    # `process_request` is an async generator: it yields response messages (chunks).
+    streams: bool = False
 
 
 def check_name(name: object) -> None:
@@ -250,6 +300,11 @@ def check_batching(cls: type, spec: ModelSpec) -> None:
     """
     method = getattr(cls, "process_batch", None)
     where = f"{cls.__qualname__} (model {spec.name!r})"
+    if spec.streams and spec.settings.batching:
+        raise TypeError(
+            f"{where}: a streaming process_request (an async generator) cannot be batched; "
+            "set max_batch_size=1"
+        )
     if method is None:
         if spec.settings.batching:
             raise TypeError(

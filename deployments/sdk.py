@@ -17,6 +17,11 @@ Example:
     app = serve_app(Summarizer)  # what serve_config.yaml's import_path names
     ```
 
+A `process_request` that is an async generator streams (README, "Streaming"): each response
+message it yields is a chunk that reaches clients as it is produced, and the task's result is
+the chunks merged in order: strings and bytes joined, repeated fields added up, any other
+field set in a later chunk replacing the value before.
+
 The decorated class stays an ordinary class: `await Summarizer().process_request(req)` works in
 plain pytest with no Ray, RabbitMQ or Redis.
 """
@@ -85,7 +90,10 @@ def model(
             defaults to the class's `__version__`, else "0".
         openai: the OpenAI endpoint the model also serves under `/v1` (README, "OpenAI
             API"): `"embeddings"` maps each input text to the request's string field `text`
-            and the embedding to the response's repeated float field `vector`;
+            and the embedding to the response's repeated float field `vector`; `"chat"` the
+            conversation to the repeated field `messages` (each with `role` and `content`)
+            and the answer to the string field `text`; `"completions"` the prompt to the
+            string field `prompt` and the answer to `text`;
             `OpenAIMapping("embeddings", input=..., output=...)` names other fields.
         **settings: defaults of the model's settings, each a field of `ModelSettings`
             (`max_attempts`, `retry_backoff_s`, `timeout_s`, `min_replicas`, `max_replicas`,
@@ -130,10 +138,12 @@ def model(
                 f"`async def process_request(self, request: {request.__name__}) -> "
                 f"{response.__name__}`"
             )
-        if not inspect.iscoroutinefunction(method):
+        streams = inspect.isasyncgenfunction(method)
+        if not (streams or inspect.iscoroutinefunction(method)):
             raise TypeError(
-                f"{cls.__qualname__}.process_request must be `async def`; run blocking work "
-                "inside it with `await asyncio.to_thread(...)`"
+                f"{cls.__qualname__}.process_request must be `async def` (returning the "
+                "response, or yielding responses to stream them); run blocking work inside "
+                "it with `await asyncio.to_thread(...)`"
             )
         if len(inspect.signature(method).parameters) != 2:
             raise TypeError(
@@ -148,6 +158,7 @@ def model(
             settings=model_settings,
             version=str(version if version is not None else getattr(cls, "__version__", "0")),
             openai=mapping,
+            streams=streams,
         )
         check_batching(cls, spec)
         qualified = f"{cls.__module__}.{cls.__qualname__}"

@@ -146,6 +146,11 @@ def message_to_dict(message: Message) -> dict[str, Any]:
     return dict(sorted(converted.items(), key=lambda item: order.get(item[0], len(order))))
 
 
+def message_to_json(message: Message) -> str:
+    """`message_to_dict` as compact JSON text (what task results and chunks store)."""
+    return json.dumps(message_to_dict(message), separators=(",", ":"))
+
+
 def _to_dict(message: Message) -> dict[str, Any]:
     result: dict[str, Any] = json_format.MessageToDict(
         message,

@@ -50,6 +50,8 @@ class ModelInfo:
     openai_endpoint: str = ""
     openai_input: str = ""
     openai_output: str = ""
+    # `process_request` is an async generator: its output comes in chunks (README, "Streaming").
+    streams: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class ModelView:
     openai_endpoint: str = ""
     openai_input: str = ""
     openai_output: str = ""
+    streams: bool = False
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,7 @@ class RegistryState:
                     openai_endpoint=record.info.openai_endpoint,
                     openai_input=record.info.openai_input,
                     openai_output=record.info.openai_output,
+                    streams=record.info.streams,
                 )
                 for name, record in sorted(self._models.items())
             ),

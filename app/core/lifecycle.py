@@ -127,6 +127,11 @@ class TaskState(BaseModel):
     cached: bool = Field(
         default=False, description="Answered from the model's cache of identical requests."
     )
+    chunks: int = Field(
+        default=0,
+        description="Chunks a streaming model has produced so far (each an `event: chunk` "
+        "on the task's event stream).",
+    )
     priority: Literal["low", "normal", "high"] = Field(
         default="normal", description="Its order among its owner's queued tasks of the model."
     )
@@ -227,6 +232,11 @@ class TaskRecord:
         return _text(self.fields, "result_json")
 
     @property
+    def chunks(self) -> int:
+        """Chunks of a streaming model written so far."""
+        return int(self.fields.get("chunks") or 0)
+
+    @property
     def cancel_requested(self) -> bool:
         return self.fields.get("cancel_requested") == "1"
 
@@ -287,5 +297,6 @@ class TaskRecord:
             "webhook": webhook,
             "model_version": _text(raw, "model_version"),
             "cached": raw.get("cached") == "1",
+            "chunks": self.chunks,
             "priority": raw.get("priority") or "normal",
         }

@@ -294,6 +294,25 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
+# One chunk of a streaming model's output, appended to the task's chunk list (JSON texts, in
+# order) and published on the task's channel with its number, only while the task runs and
+# only if it is the next one: a retried attempt that yields again the chunks an earlier
+# attempt wrote appends nothing until it goes beyond them.
+# KEYS: chunk list, task hash, change channel. ARGV: chunk number (from 1), JSON text, ttl.
+# Returns 1 written, 0 written before (by an earlier attempt), -1 the task does not run.
+_ADD_CHUNK = f"""
+if redis.call('HGET', KEYS[2], 'status') ~= '{TaskStatus.RUNNING}' then return -1 end
+local number = tonumber(ARGV[1])
+local have = redis.call('LLEN', KEYS[1])
+if have >= number then return 0 end
+if have ~= number - 1 then return -1 end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], 'chunks', number)
+redis.call('PUBLISH', KEYS[3], '{{"chunk":' .. number .. ',"data":' .. ARGV[2] .. '}}')
+return 1
+"""
+
 PROGRESS_SOURCES = " running "
 # An admin's replay of a dead letter reopens a failed task: the one write whose source is a
 # final state, made only by that explicit action (a pending one is a replay done again).
@@ -474,6 +493,7 @@ class ResultStore:
         self._transition = LuaScript(_TRANSITION)
         self._request_cancel = LuaScript(_REQUEST_CANCEL)
         self._update_if_exists = LuaScript(_UPDATE_IF_EXISTS)
+        self._add_chunk = LuaScript(_ADD_CHUNK)
         self._batch = ScriptBatcher(redis)
         self.fair = FairShareKeys(prefix)
 
@@ -522,6 +542,10 @@ class ResultStore:
     def events_channel(self, task_id: str) -> str:
         """Where every change of the task is published (a JSON object of the written fields)."""
         return f"{self.prefix}:events:{task_id}"
+
+    def chunks_key(self, task_id: str) -> str:
+        """The chunks a streaming model produced for the task: a list of JSON texts."""
+        return f"{self.prefix}:chunks:{task_id}"
 
     def cancel_channel(self, model: str) -> str:
         """Where the replicas of `model` hear which running task to cancel."""
@@ -734,16 +758,42 @@ class ResultStore:
         )
 
     async def succeed(
-        self, task_id: str, *, result: bytes, result_json: str, attempts: int
+        self, task_id: str, *, result: bytes, result_json: str, attempts: int, chunks: int = 0
     ) -> Transition:
-        """Store the result (or `cancelled`, if a cancel came while it ran)."""
+        """Store the result (or `cancelled`, if a cancel came while it ran); a streaming
+        model's final state names how many chunks it wrote."""
+        published: dict[str, Any] = {
+            "finished_at": now(),
+            "attempts": attempts,
+            "error": "",
+            "error_code": "",
+        }
+        if chunks:
+            published["chunks"] = chunks
         return await self._write(
             task_id,
             TaskStatus.SUCCEEDED,
-            {"finished_at": now(), "attempts": attempts, "error": "", "error_code": ""},
+            published,
             {"result": result, "result_json": result_json},
             flags="c",
         )
+
+    async def add_chunk(self, task_id: str, number: int, chunk_json: str) -> int:
+        """Append chunk `number` (from 1) of a running task and publish it; 1 written, 0
+        written before by an earlier attempt, -1 the task does not run (any more)."""
+        with store_errors():
+            written = await self._batch.call(
+                self._add_chunk,
+                [self.chunks_key(task_id), self.key(task_id), self.events_channel(task_id)],
+                [number, chunk_json, self.ttl_s],
+            )
+        return int(written)
+
+    async def chunks(self, task_id: str, after: int = 0) -> list[str]:
+        """The task's chunks from number `after + 1` on, as JSON texts."""
+        with store_errors():
+            raw: list[Any] = await self.redis.lrange(self.chunks_key(task_id), after, -1)  # type: ignore[misc,unused-ignore]
+        return [_decoded(item) for item in raw]
 
     async def fail(self, task_id: str, *, error: str, error_code: str, attempts: int) -> Transition:
         """Store a failure with its error text (or `cancelled`, if a cancel came meanwhile)."""

@@ -9,10 +9,9 @@ loop: every outcome ends in ack, retry, reject or requeue.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +48,8 @@ from deployments._runtime.fair_share import (
 )
 from deployments._runtime.progress import ProgressWriter
 from deployments._runtime.queues import declare_model_queues
-from protos.codec import DecodeFailed, message_from_bytes, message_to_dict
+from deployments._runtime.streaming import BadChunk, TaskChunks, merged_answer, stream_chunks
+from protos.codec import DecodeFailed, message_from_bytes, message_to_json
 from protos.descriptors import fingerprint
 from protos.task_pb2 import Task, WebhookJob
 
@@ -132,7 +132,7 @@ class TaskConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         # The model call of each task running here, so a cancel request can stop it.
-        self._running: dict[str, asyncio.Task[Message]] = {}
+        self._running: dict[str, asyncio.Task[tuple[Message, int]]] = {}
         self._cancelling: set[str] = set()
         self._batcher: Batcher[Message, Message] | None = None
         # Fair share: owners who may have a held task to move in, now that one of theirs ended.
@@ -293,7 +293,7 @@ class TaskConsumer:
             return
 
         try:
-            response = await self._invoke(task.task_id, request)
+            response, chunks = await self._invoke(task.task_id, request)
         except TaskCancelled:
             await self._after_final(task, await self.store.cancelled(task.task_id))
             await self._settle(message.ack())
@@ -301,6 +301,9 @@ class TaskConsumer:
             return
         except InvalidInput as exc:
             await self._fail(task, message, str(exc), "invalid_input", dead_letter=False)
+            return
+        except BadChunk as exc:
+            await self._fail(task, message, str(exc), "bad_response", dead_letter=True)
             return
         except Exception as exc:  # the model failed: retry, or fail for good
             await self._model_failed(task, message, exc)
@@ -313,26 +316,27 @@ class TaskConsumer:
             )
             await self._fail(task, message, detail, "bad_response", dead_letter=True)
             return
-        answer = CachedResult(response.SerializeToString(), _json(response))
+        answer = CachedResult(response.SerializeToString(), message_to_json(response))
         transition = await self.store.succeed(
             task.task_id,
             result=answer.result,
             result_json=answer.result_json,
             attempts=task.attempt,
+            chunks=chunks,
         )
         await self._after_final(task, transition)
         await self.remember(task.payload, answer)
         await self._settle(message.ack())
         self.stats.succeeded += 1
 
-    async def _invoke(self, task_id: str, request: Message) -> Message:
+    async def _invoke(self, task_id: str, request: Message) -> tuple[Message, int]:
         """Run the model once, as a task of its own that a cancel request can stop; time the
-        attempt whatever its outcome."""
+        attempt whatever its outcome. The response, and how many chunks it streamed."""
         writer = ProgressWriter(self.store, task_id, interval_s=self._progress_interval_s)
         token = progress_reporter.set(writer)
         started = time.perf_counter()
         try:
-            call = asyncio.ensure_future(self._call_model(request))  # copies the context
+            call = asyncio.ensure_future(self._call_task(task_id, request))  # copies the context
         finally:
             progress_reporter.reset(token)
         self._running[task_id] = call
@@ -348,6 +352,21 @@ class TaskConsumer:
             self._cancelling.discard(task_id)
             await writer.close()
             self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
+
+    async def _call_task(self, task_id: str, request: Message) -> tuple[Message, int]:
+        """One task through the model; a streaming model's chunks are written as they come
+        (`deployments._runtime.streaming`)."""
+        if not self.spec.streams:
+            return await self._call_model(request), 0
+        chunks = TaskChunks(self.store, task_id, self.spec.response)
+
+        async def run() -> Message:
+            async for chunk in stream_chunks(self.spec, self.model, request):
+                if not await chunks.add(chunk):
+                    break  # the task ended elsewhere (a duplicate delivery finished it)
+            return await chunks.result()
+
+        return await self._bounded(run()), chunks.count
 
     async def remember(self, payload: bytes, answer: CachedResult) -> None:
         """Keep a success in the model's cache (when it has one): best effort."""
@@ -389,11 +408,55 @@ class TaskConsumer:
             )
         result = response.SerializeToString()
         if self._cache is not None:  # the JSON form only for the cache (the gateway makes its own)
-            await self.remember(payload, CachedResult(result, _json(response)))
+            await self.remember(payload, CachedResult(result, message_to_json(response)))
         return InferOutcome(Outcome.OK, response=result)
 
+    async def answer_stream(self, payload: bytes) -> AsyncIterator[InferOutcome]:
+        """A synchronous call that streams: an OK outcome per chunk as the model yields it
+        (one, the whole response, for a model that does not stream), and the error as the
+        last outcome if the call fails. The caller going away closes the generator."""
+        if not self.spec.streams:
+            yield await self.answer(payload)
+            return
+        try:
+            request = message_from_bytes(payload, self.spec.request)
+        except DecodeFailed as exc:
+            yield InferOutcome(Outcome.BAD_REQUEST, error=str(exc))
+            return
+        started = time.perf_counter()
+        chunks = stream_chunks(self.spec, self.model, request)
+        # The model's timeout_s bounds the whole call; each step is awaited within what is
+        # left of it (not across a yield, where the caller, not the model, holds things up).
+        loop = asyncio.get_running_loop()
+        timeout_s = self.settings.timeout_s
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        try:
+            while True:
+                step = anext(chunks)
+                try:
+                    if deadline is None:
+                        chunk = await step
+                    else:
+                        chunk = await asyncio.wait_for(step, max(0.0, deadline - loop.time()))
+                except StopAsyncIteration:
+                    break
+                yield InferOutcome(Outcome.OK, response=chunk.SerializeToString())
+        except InvalidInput as exc:
+            yield InferOutcome(Outcome.INVALID_INPUT, error=str(exc))
+        except TimeoutError:
+            yield InferOutcome(Outcome.TIMEOUT, error="process_request timed out")
+        except Exception as exc:
+            yield InferOutcome(Outcome.MODEL_ERROR, error=_error_text(exc))
+        finally:
+            await chunks.aclose()
+            self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
+
     async def _call_model(self, request: Message) -> Message:
-        """One request through the model: in a batch when the model batches."""
+        """One request through the model: in a batch when the model batches; a streaming
+        model's chunks merged."""
+        if self.spec.streams:
+            merged: Message = await self._bounded(merged_answer(self.spec, self.model, request))
+            return merged
         if self._batcher is not None:
             return await self._batcher.submit(request)
         response: Message = await self._bounded(self.model.process_request(request))
@@ -523,10 +586,6 @@ class TaskConsumer:
             await settlement
         except BROKER_ERRORS as exc:
             logger.warning("%s: could not settle a message: %s", self.spec.name, exc)
-
-
-def _json(message: Message) -> str:
-    return json.dumps(message_to_dict(message), separators=(",", ":"))
 
 
 def _error_text(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ import dataclasses
 import inspect
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psutil
@@ -75,6 +76,7 @@ def model_info(spec: ModelSpec, app_name: str = "", *, default_prefetch: int = 1
         openai_endpoint=spec.openai.endpoint if spec.openai else "",
         openai_input=spec.openai.input if spec.openai else "",
         openai_output=spec.openai.output if spec.openai else "",
+        streams=spec.streams,
     )
 
 
@@ -185,6 +187,12 @@ class ModelReplica:
         if self._spec.settings.batching:
             return await self._consumer.answer(payload, call=self._infer_in_batch)
         return await self._consumer.answer(payload)
+
+    async def infer_stream(self, payload: bytes) -> AsyncIterator[InferOutcome]:
+        """A synchronous call that streams (a Serve handle with `stream=True`): an outcome per
+        chunk as the model yields it; a client that goes away cancels the model's generator."""
+        async for outcome in self._consumer.answer_stream(payload):
+            yield outcome
 
     async def _infer_in_batch(self, request: Message) -> Message:
         result: Message | BaseException = await self._batched_infer(request)
