@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from app.core.errors import ModelNotFound, ModelUnavailable, Unavailable
+from app.core.errors import AppError, ModelNotFound, ModelUnavailable, Unavailable
 from protos.descriptors import MessageTypes
 from registry.client import Registry, RegistryUnavailable
 from registry.schemas import ModelView, Snapshot
@@ -136,6 +136,16 @@ class ModelCatalog:
     async def live(self) -> list[LiveModel]:
         await self.snapshot()
         return list(self._models.values())
+
+    async def streams(self, name: str) -> bool:
+        """Whether the model `name` streams its output; False for a model not known now
+        (a task's stream then tells by the chunks its record counts)."""
+        try:
+            await self.snapshot()
+        except AppError:
+            return False
+        model = self._models.get(name)
+        return model is not None and model.view.streams
 
     async def get(self, name: str) -> LiveModel:
         """The live model `name`.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from app.core.cache import CachedResult, ResultCache
@@ -30,24 +31,43 @@ class Replicas(Protocol):
 
     async def infer(self, view: ModelView, payload: bytes, timeout_s: float) -> InferOutcome: ...
 
+    def stream(self, view: ModelView, payload: bytes) -> AsyncIterator[InferOutcome]:
+        """An outcome per chunk as the model yields it, the last one an error if it failed;
+        closing the iterator stops the model's generator."""
+        ...
+
 
 class ServeReplicas:
     """Serve deployment handles, one per model deployment, kept."""
 
     def __init__(self) -> None:
-        self._handles: dict[tuple[str, str], Any] = {}
+        self._handles: dict[tuple[str, str, str], Any] = {}
 
-    def _handle(self, view: ModelView) -> Any:
-        key = (view.app_name, view.deployment or view.name)
+    def _handle(self, view: ModelView, method: str = "infer") -> Any:
+        key = (view.app_name, view.deployment or view.name, method)
         handle = self._handles.get(key)
         if handle is None:
             from ray import serve
 
             handle = serve.get_deployment_handle(key[1], app_name=key[0]).options(
-                method_name="infer"
+                method_name=method, stream=method == "infer_stream"
             )
             self._handles[key] = handle
         return handle
+
+    async def stream(self, view: ModelView, payload: bytes) -> AsyncIterator[InferOutcome]:
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        responses = self._handle(view, "infer_stream").remote(payload)
+        try:
+            async for outcome in responses:
+                yield outcome
+        except (RayActorError, BackPressureError, DeploymentUnavailableError) as exc:
+            self._handles.pop((view.app_name, view.deployment or view.name, "infer_stream"), None)
+            raise ModelUnavailable(f"model {view.name!r} could not take the call") from exc
+        finally:
+            responses.cancel()  # the client went away: the replica's generator stops
 
     async def infer(self, view: ModelView, payload: bytes, timeout_s: float) -> InferOutcome:
         from ray.exceptions import RayActorError
@@ -60,7 +80,7 @@ class ServeReplicas:
             response.cancel()
             return InferOutcome(Outcome.TIMEOUT, error=f"no answer within {timeout_s:g}s")
         except (RayActorError, BackPressureError, DeploymentUnavailableError) as exc:
-            self._handles.pop((view.app_name, view.deployment or view.name), None)
+            self._handles.pop((view.app_name, view.deployment or view.name, "infer"), None)
             raise ModelUnavailable(f"model {view.name!r} could not take the call") from exc
         return outcome
 
@@ -93,6 +113,19 @@ class ModelCaller:
         self._metrics.inc(INFER_REQUESTS, view.name, outcome.outcome.value)
         self._metrics.observe(INFER_DURATION, time.perf_counter() - started, view.name)
         return outcome
+
+    async def stream(self, view: ModelView, payload: bytes) -> AsyncIterator[InferOutcome]:
+        """The model's answer to one request chunk by chunk (the whole answer as one chunk
+        from a model that does not stream); never from the cache."""
+        started = time.perf_counter()
+        outcome = Outcome.OK
+        try:
+            async for chunk in self._replicas.stream(view, payload):
+                outcome = chunk.outcome
+                yield chunk
+        finally:
+            self._metrics.inc(INFER_REQUESTS, view.name, outcome.value)
+            self._metrics.observe(INFER_DURATION, time.perf_counter() - started, view.name)
 
     async def _cached(self, view: ModelView, payload: bytes) -> InferOutcome | None:
         if not view.cache_ttl_s:

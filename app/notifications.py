@@ -6,6 +6,13 @@ only while somebody here waits on it, over one connection; however many clients 
 task, they share one subscription, one record and one future for its final state. Nobody polls
 Redis while waiting.
 
+A streaming model's chunks come on the same channel (`ResultStore.add_chunk`) with their
+number and JSON text, and go to the watches that asked for them (`watch(..., chunks=True)`,
+the event streams) as they are: one Redis read fans out to every client of the task. A chunk
+notification lost while the connection was down shows as a gap in chunk numbers (or a final
+record naming more chunks than were sent), and the stream reads the missing ones from the
+task's chunk list.
+
 Nothing may strand a waiter: a notification lost while the connection was down is made up by
 re-reading the record after every (re)subscribe, a gap in sequence numbers triggers a re-read,
 and a waiter whose deadline comes re-reads the record itself.
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -40,6 +48,26 @@ SUBSCRIBE_WAIT_FACTOR = 6
 # Waiters woken in one turn of the event loop; the next ones wait for the next turn, so a burst
 # of finished tasks with thousands of waiters does not hold up requests arriving meanwhile.
 WAKE_SLICE = 64
+# How a chunk notification starts (`ResultStore.add_chunk` writes it; state changes never
+# have this as their first key).
+CHUNK_PREFIX = b'{"chunk":'
+_CHUNK_DATA = b',"data":'
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """A streaming model's output chunk: its number (from 1) and its JSON text."""
+
+    number: int
+    json: str
+
+    @classmethod
+    def parse(cls, data: bytes) -> Chunk:
+        """Cut a notification `{"chunk":N,"data":<json>}` apart without decoding the JSON."""
+        split = data.index(_CHUNK_DATA)
+        return cls(
+            int(data[len(CHUNK_PREFIX) : split]), data[split + len(_CHUNK_DATA) : -1].decode()
+        )
 
 
 class _Topic:
@@ -61,18 +89,19 @@ class _Topic:
 class Watch:
     """One waiter's view of a task: its latest record, its final state, every change."""
 
-    def __init__(self, hub: TaskNotifications, topic: _Topic) -> None:
+    def __init__(self, hub: TaskNotifications, topic: _Topic, *, chunks: bool = False) -> None:
         self._hub = hub
         self._topic = topic
-        self._changes: asyncio.Queue[TaskRecord] = asyncio.Queue()
+        self.chunks = chunks
+        self._changes: asyncio.Queue[TaskRecord | Chunk] = asyncio.Queue()
 
     @property
     def record(self) -> TaskRecord:
         assert self._topic.record is not None  # noqa: S101 - set before a Watch is handed out
         return self._topic.record
 
-    def _push(self, record: TaskRecord) -> None:
-        self._changes.put_nowait(record)
+    def _push(self, change: TaskRecord | Chunk) -> None:
+        self._changes.put_nowait(change)
 
     async def final(self, timeout_s: float) -> TaskRecord:
         """The final record, or at `timeout_s` the record as Redis holds it then."""
@@ -83,8 +112,9 @@ class Watch:
         except TimeoutError:
             return await self._hub.reread(self._topic)
 
-    async def next_change(self, timeout_s: float) -> TaskRecord | None:
-        """The next record this waiter has not seen, in order; None after `timeout_s`."""
+    async def next_change(self, timeout_s: float) -> TaskRecord | Chunk | None:
+        """The next record (or chunk, for a watch that asked for them) this waiter has not
+        seen, in order; None after `timeout_s`."""
         try:
             return await asyncio.wait_for(self._changes.get(), timeout_s)
         except TimeoutError:
@@ -161,8 +191,9 @@ class TaskNotifications:
         return len(self._topics)
 
     @contextlib.asynccontextmanager
-    async def watch(self, task_id: str) -> AsyncIterator[Watch]:
+    async def watch(self, task_id: str, *, chunks: bool = False) -> AsyncIterator[Watch]:
         """Wait on `task_id` inside the block; the record is current when the block starts.
+        With `chunks`, the watch also hands over the chunks notified from then on.
 
         Raises:
             StoreError: Redis cannot be reached (no subscription could be made).
@@ -182,7 +213,7 @@ class TaskNotifications:
                 raise
         else:
             await asyncio.shield(topic.ready)
-        watch = Watch(self, topic)
+        watch = Watch(self, topic, chunks=chunks)
         topic.watches.add(watch)
         try:
             yield watch
@@ -288,6 +319,12 @@ class TaskNotifications:
     def _on_message(self, channel: bytes, data: bytes) -> None:
         topic = self._by_channel.get(channel)
         if topic is None or topic.record is None:
+            return
+        if data.startswith(CHUNK_PREFIX):
+            chunk = Chunk.parse(data)
+            for watch in topic.watches:
+                if watch.chunks:
+                    watch._push(chunk)
             return
         fields = ResultStore.parse_event(data)
         seq = int(fields.get("seq", 0))

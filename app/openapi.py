@@ -227,6 +227,13 @@ def _infer_operation(
             f"{view.description}\n\nBody: `{view.request_type}` (JSON or protobuf, as for a "
             f"task). Answer: `{view.response_type}` as JSON, or its protobuf bytes with "
             f"`Accept: {PROTOBUF_CONTENT_TYPE}`. No task is recorded."
+            + (
+                "\n\nThis model streams: with `Accept: text/event-stream` each response "
+                "message it yields comes as an `event: chunk` as soon as it is produced, then "
+                "`event: done`; without, the answer is its chunks merged."
+                if view.streams
+                else ""
+            )
         ),
         "operationId": f"infer_{view.name}",
         "security": SECURITY,
@@ -249,6 +256,7 @@ def _infer_operation(
                         "example": example(_descriptor(model.types.response)),
                     },
                     PROTOBUF_CONTENT_TYPE: {"schema": _BINARY},
+                    "text/event-stream": {"schema": {"type": "string"}},
                 },
             },
             "400": _error("Not valid JSON, or not valid protobuf."),

@@ -77,6 +77,10 @@ class ModelOut(BaseModel):
     description: str
     version: str = Field(description="The model's version (`@model(version=...)`).")
     cached: bool = Field(description="Identical requests are answered from a cache.")
+    streams: bool = Field(
+        default=False,
+        description='Its output comes in chunks as it is produced (README, "Streaming").',
+    )
     disabled: bool = Field(
         default=False, description="An admin disabled the model: submits get 503."
     )
@@ -119,6 +123,7 @@ class ModelDetail(BaseModel):
     response_type: str
     fingerprint: str = Field(description="Digest of the two messages' descriptors.")
     cached: bool
+    streams: bool = Field(default=False, description="Its output comes in chunks.")
     disabled: DisabledOut | None = Field(description="Set while an admin has it disabled.")
     queue: QueueOut
     replicas: list[ReplicaOut]

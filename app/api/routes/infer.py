@@ -7,13 +7,20 @@ import json
 from fastapi import APIRouter, Request, Response
 
 from app.api.body import enabled_model_request
-from app.api.deps import CurrentUser, ServicesDep
+from app.api.deps import CurrentUser, ServicesDep, take_stream_lease
 from app.api.routes.tasks import ModelName, _body
 from app.api.routing import bounded_route
 from app.api.schemas import error_responses
 from app.catalog import LiveModel
 from app.core.inference import InferOutcome, Outcome, outcome_error
-from protos.codec import PROTOBUF_CONTENT_TYPE, message_from_bytes, message_to_dict
+from app.quotas.leases import OPEN_STREAMS
+from app.streaming.calls import EVENT_STREAM, CallEvents, stream_call
+from protos.codec import (
+    PROTOBUF_CONTENT_TYPE,
+    message_from_bytes,
+    message_to_dict,
+    message_to_json,
+)
 
 router = APIRouter(tags=["tasks"], route_class=bounded_route(setting="max_body_bytes"))
 
@@ -35,8 +42,11 @@ def answer(model: LiveModel, outcome: InferOutcome, request: Request) -> Respons
     "/models/{name}/infer",
     responses={
         200: {
-            "description": "The model's response message.",
-            "content": {PROTOBUF_CONTENT_TYPE: {}},
+            "description": "The model's response message; with `Accept: text/event-stream`, "
+            "server-sent events as the model produces them: `event: chunk` per response "
+            "message (one for a model that does not stream), then `event: done`, or "
+            "`event: error` if the model fails after its first chunk.",
+            "content": {PROTOBUF_CONTENT_TYPE: {}, EVENT_STREAM: {"schema": {"type": "string"}}},
         },
         **error_responses(400, 401, 404, 413, 415, 422, 429, 502, 503, 504),
     },
@@ -50,7 +60,33 @@ async def infer(
     """Run the model on one request and answer with its response message (no task)."""
     model, message = await enabled_model_request(services, name, request)
     rate_headers = await services.take_call(user, name)
-    outcome = await services.caller.infer(model.view, message.SerializeToString(deterministic=True))
+    payload = message.SerializeToString(deterministic=True)
+    if EVENT_STREAM in request.headers.get("accept", ""):
+        lease = await take_stream_lease(services, user)
+
+        async def give_back() -> None:
+            await services.leases.give_back(OPEN_STREAMS, user, lease)
+
+        streamed = await stream_call(
+            services.caller.stream(model.view, payload), _InferEvents(model), on_end=give_back
+        )
+        streamed.headers.update(rate_headers)
+        return streamed
+    outcome = await services.caller.infer(model.view, payload)
     response = answer(model, outcome, request)
     response.headers.update(rate_headers)
     return response
+
+
+class _InferEvents(CallEvents):
+    """`/infer`'s events: each chunk as the response message's JSON."""
+
+    def __init__(self, model: LiveModel) -> None:
+        self._response = model.types.response
+
+    def chunk(self, response: bytes) -> str:
+        text = message_to_json(message_from_bytes(response, self._response))
+        return f"event: chunk\ndata: {text}\n\n"
+
+    def done(self) -> str:
+        return "event: done\ndata: {}\n\n"

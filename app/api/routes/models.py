@@ -52,6 +52,7 @@ async def list_models(user: CurrentUser, services: ServicesDep) -> list[ModelOut
             description=model.view.description,
             version=model.view.version,
             cached=model.view.cache_ttl_s > 0,
+            streams=model.view.streams,
             disabled=model.view.name in disabled,
         )
         for model in live
@@ -84,6 +85,7 @@ async def model_detail(name: ModelName, user: CurrentUser, services: ServicesDep
         response_type=view.response_type,
         fingerprint=view.fingerprint,
         cached=view.cache_ttl_s > 0,
+        streams=view.streams,
         disabled=None if flag is None else disabled_out(flag, admin=admin),
         queue=QueueOut(
             ready=lengths.get(queues.work),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -15,7 +17,8 @@ from app.api.routing import BoundedJsonRoute
 from app.api.schemas import TaskPage, error_responses
 from app.core.lifecycle import TaskDocument, TaskRecord, TaskStatus
 from app.core.metrics import EVENT_STREAMS, LONG_POLL_WAITERS
-from app.notifications import Watch
+from app.core.store import ResultStore
+from app.notifications import Chunk, Watch
 from app.quotas.leases import OPEN_STREAMS
 from protos.codec import PROTOBUF_CONTENT_TYPE
 
@@ -62,14 +65,43 @@ async def get_result(
     return task_response(record, request)
 
 
-def _event(record: TaskRecord, previous: TaskRecord | None) -> str:
-    status = record.status
-    kind = (
-        "progress"
-        if previous is not None and status is TaskStatus.RUNNING and previous.status is status
-        else status.value
-    )
-    return f"id: {record.seq}\nevent: {kind}\ndata: {record.document_json.decode()}\n\n"
+@dataclass
+class StreamPosition:
+    """What a task's event stream has sent: the record's sequence number and the chunks.
+
+    An event's id says both, `<seq>` or, once chunks were sent, `<seq>.<chunks>`; a client
+    that reconnects with it as `Last-Event-ID` gets what came after, nothing twice."""
+
+    seq: int = 0
+    chunks: int = 0
+
+    @classmethod
+    def parse(cls, last_event_id: str | None) -> StreamPosition:
+        match = EVENT_ID.fullmatch(last_event_id or "")
+        if match is None:
+            return cls()  # not one of ours: start over
+        return cls(int(match[1]), int(match[2] or 0))
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.seq}.{self.chunks}" if self.chunks else str(self.seq)
+
+    def state(self, record: TaskRecord, previous: TaskRecord | None) -> str:
+        self.seq = record.seq
+        status = record.status
+        kind = (
+            "progress"
+            if previous is not None and status is TaskStatus.RUNNING and previous.status is status
+            else status.value
+        )
+        return f"id: {self.event_id}\nevent: {kind}\ndata: {record.document_json.decode()}\n\n"
+
+    def chunk(self, text: str) -> str:
+        self.chunks += 1
+        return f"id: {self.event_id}\nevent: chunk\ndata: {text}\n\n"
+
+
+EVENT_ID = re.compile(r"([0-9]{1,18})(?:\.([0-9]{1,18}))?")
 
 
 @router.get(
@@ -79,7 +111,10 @@ def _event(record: TaskRecord, previous: TaskRecord | None) -> str:
         200: {
             "description": "Server-sent events, one per state change (event: pending, "
             "running, progress, succeeded, failed, cancelled or expired; data: the task "
-            "document; id: the change's sequence number), ending after the final state. "
+            "document) and, from a streaming model, one per output chunk as it is produced "
+            "(event: chunk; data: the response message's JSON), ending after the final "
+            "state. The id (`<seq>` or `<seq>.<chunks>`) resumes the stream after it as "
+            "`Last-Event-ID`; a stream opened after the task ended replays its chunks. "
             "Comments keep an idle stream alive.",
             "content": {
                 EVENT_STREAM: {
@@ -88,15 +123,16 @@ def _event(record: TaskRecord, previous: TaskRecord | None) -> str:
                         "type": "object",
                         "required": ["id", "event", "data"],
                         "properties": {
-                            "id": {"type": "string", "pattern": "^[0-9]+$"},
+                            "id": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
                             "event": {
                                 "type": "string",
-                                "enum": [*(s.value for s in TaskStatus), "progress"],
+                                "enum": [*(s.value for s in TaskStatus), "progress", "chunk"],
                             },
                             "data": {
                                 "type": "string",
                                 "contentMediaType": "application/json",
-                                "contentSchema": {"$ref": "#/components/schemas/TaskDocument"},
+                                "description": "The task document; for a chunk, the "
+                                "model's response message.",
                             },
                         },
                     }
@@ -116,14 +152,15 @@ async def task_events(
         Header(
             alias="Last-Event-ID",
             max_length=64,
-            description="Resume after this event id (what is not a number starts over).",
+            description="Resume after this event id (what is not an event id starts over).",
         ),
     ] = None,
 ) -> StreamingResponse:
     """Follow a task's state changes as server-sent events until it is done."""
-    await load_owned(services, task_id, name, user)
+    record = await load_owned(services, task_id, name, user)
     lease = await take_stream_lease(services, user)
-    watching = services.notifications.watch(task_id)
+    streams = record.chunks > 0 or await services.catalog.streams(name)
+    watching = services.notifications.watch(task_id, chunks=streams)
     # Subscribed before the answer starts, so a dead Redis is a 503, not a broken stream.
     try:
         watch = await watching.__aenter__()
@@ -131,12 +168,13 @@ async def task_events(
         await services.leases.give_back(OPEN_STREAMS, user, lease)
         raise
     services.metrics.inc(EVENT_STREAMS, amount=1)
-    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    position = StreamPosition.parse(last_event_id)
+    chunks = _ChunkReader(services.store, task_id) if streams else None
 
     async def stream() -> AsyncIterator[str]:
         try:
-            async for chunk in _changes(watch, resume, services.settings.sse_keepalive_s):
-                yield chunk
+            async for event in _changes(watch, position, services.settings.sse_keepalive_s, chunks):
+                yield event
         finally:
             services.metrics.inc(EVENT_STREAMS, amount=-1)
             await watching.__aexit__(None, None, None)
@@ -149,22 +187,53 @@ async def task_events(
     )
 
 
-async def _changes(watch: Watch, sent: int, keepalive_s: float) -> AsyncIterator[str]:
-    record: TaskRecord | None = None
-    current = watch.record
-    if current.seq > sent:
-        yield _event(current, None)
-        sent = current.seq
-    record = current
-    while not record.status.is_final:
+@dataclass(frozen=True)
+class _ChunkReader:
+    """Reads a task's stored chunks: the ones a resumed stream missed, or a gap's."""
+
+    store: ResultStore
+    task_id: str
+
+    async def after(self, sent: int) -> list[str]:
+        return await self.store.chunks(self.task_id, sent)
+
+
+async def _changes(
+    watch: Watch, sent: StreamPosition, keepalive_s: float, chunks: _ChunkReader | None
+) -> AsyncIterator[str]:
+    """The events after `sent`: the current state, the chunks stored so far, then every
+    change and chunk as it is notified, until the final state (which comes after the last
+    chunk)."""
+    record = watch.record
+    if not record.status.is_final and record.seq > sent.seq:
+        yield sent.state(record, None)
+    if chunks is not None:
+        for text in await chunks.after(sent.chunks):
+            yield sent.chunk(text)
+    if record.status.is_final:
+        if record.seq > sent.seq:
+            yield sent.state(record, None)
+        return
+    while True:
         change = await watch.next_change(keepalive_s)
         if change is None:
             yield ": keep-alive\n\n"
-            continue
-        if change.seq <= sent:
-            continue
-        yield _event(change, record)
-        sent, record = change.seq, change
+        elif isinstance(change, Chunk):
+            if change.number <= sent.chunks:
+                continue  # read with the stored ones already
+            if chunks is not None and change.number > sent.chunks + 1:
+                for text in await chunks.after(sent.chunks):  # notifications were lost
+                    yield sent.chunk(text)
+            else:
+                yield sent.chunk(change.json)
+        elif change.seq > sent.seq:
+            if change.status.is_final and chunks is not None and change.chunks > sent.chunks:
+                for text in await chunks.after(sent.chunks):
+                    yield sent.chunk(text)
+            yield sent.state(change, record)
+            record = change
+            if record.status.is_final:
+                return
 
 
 # A cursor is a position in the caller's list, "<creation time>:<task id>": any string of that

@@ -1,0 +1,1 @@
+"""Streamed outputs on the gateway's side: synchronous calls that stream (`calls`)."""
