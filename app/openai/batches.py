@@ -42,7 +42,6 @@ from app.core.redis_batch import LuaScript, ScriptBatcher
 from app.core.store import StoreError, store_errors
 from app.openai.batch_input import BatchInput
 from app.openai.embeddings import (
-    count_tokens,
     embedding_model,
     embedding_of,
     embeddings_body,
@@ -51,6 +50,7 @@ from app.openai.embeddings import (
 from app.openai.errors import NotFound, OpenAIInvalid
 from app.openai.files import PURPOSE_OUTPUT, FileStore, text
 from app.openai.schemas import Batch, BatchError, BatchErrors, RequestCounts
+from app.openai.served import count_tokens
 from app.submission import SubmitOptions
 
 logger = logging.getLogger(__name__)

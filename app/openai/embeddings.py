@@ -14,29 +14,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.catalog import LiveModel, ModelCatalog
-from app.core.errors import AppError, ModelNotFound
+from app.core.errors import AppError
 from app.core.inference import Outcome, outcome_error
 from app.inference import ModelCaller
-from app.openai.errors import NoSuchModel, OpenAIInvalid
+from app.openai.errors import OpenAIInvalid
 from app.openai.schemas import MAX_INPUTS, Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
+from app.openai.served import count_tokens, served_model
 
 ENDPOINT = "embeddings"
 
 
 async def embedding_model(catalog: ModelCatalog, name: str) -> LiveModel:
-    """The live model `name`, which must serve embeddings.
-
-    Raises:
-        NoSuchModel: no such live model, or it serves no embeddings.
-        ModelUnavailable, Unavailable: as `ModelCatalog.get`.
-    """
-    try:
-        model = await catalog.get(name)
-    except ModelNotFound:
-        raise NoSuchModel(name, ENDPOINT) from None
-    if model.view.openai_endpoint != ENDPOINT:
-        raise NoSuchModel(name, ENDPOINT)
-    return model
+    """The live model `name`, which must serve embeddings (`served_model`)."""
+    return await served_model(catalog, name, ENDPOINT)
 
 
 def input_texts(request: EmbeddingsRequest) -> list[str]:
@@ -78,11 +68,6 @@ def encoded(vector: Sequence[float], encoding_format: str) -> list[float] | str:
     if sys.byteorder != "little":
         packed.byteswap()
     return base64.b64encode(packed.tobytes()).decode()
-
-
-def count_tokens(texts: Sequence[str]) -> int:
-    """`usage.prompt_tokens`: whitespace-separated words (the gateway runs no tokenizer)."""
-    return sum(len(text.split()) for text in texts)
 
 
 def embeddings_body(

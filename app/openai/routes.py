@@ -11,16 +11,29 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app.api.deps import CurrentUser, ServicesDep
+from app.api.deps import CurrentUser, ServicesDep, take_stream_lease
 from app.api.routing import bounded_route
 from app.api.schemas import error_responses
 from app.openai.batch_input import InvalidBatchInput, parse_batch_input
+from app.openai.completions import (
+    CHAT,
+    COMPLETIONS,
+    ChunkEvents,
+    chat_completion,
+    chat_request,
+    complete,
+    completion_request,
+    text_completion,
+)
 from app.openai.embeddings import ENDPOINT, embed, embedding_model, embeddings_body, input_texts
 from app.openai.errors import OpenAIInvalid
 from app.openai.files import PURPOSE_BATCH
 from app.openai.schemas import (
     Batch,
     BatchList,
+    ChatCompletion,
+    ChatCompletionRequest,
+    CompletionRequest,
     CreateBatchRequest,
     EmbeddingsRequest,
     EmbeddingsResponse,
@@ -30,7 +43,11 @@ from app.openai.schemas import (
     ModelList,
     OpenAIError,
     OpenAIModel,
+    TextCompletion,
 )
+from app.openai.served import served_model
+from app.quotas.leases import OPEN_STREAMS
+from app.streaming.calls import EVENT_STREAM, stream_call
 
 TAG = "OpenAI API"
 router = APIRouter(prefix="/v1", tags=[TAG], route_class=bounded_route(setting="max_body_bytes"))
@@ -83,6 +100,70 @@ async def create_embeddings(
         dimensions=body.dimensions,
     )
     return JSONResponse(content, headers=rate_headers)
+
+
+_STREAMED = {
+    "description": "The answer; with `stream: true`, OpenAI's chunks as server-sent events "
+    "(`data: {...}` per chunk as the model produces it, then `data: [DONE]`).",
+    "content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+}
+_COMPLETION_ERRORS = (400, 401, 404, 413, 422, 429, 502, 503, 504)
+
+
+async def _answer(
+    services: Any,
+    user: str,
+    body: ChatCompletionRequest | CompletionRequest,
+    endpoint: str,
+) -> Response:
+    """Chat or text completion: the whole answer, or its chunks as they come."""
+    model = await served_model(services.catalog, body.model, endpoint)
+    if isinstance(body, ChatCompletionRequest):
+        payload, prompt_tokens = chat_request(model, body)
+    else:
+        payload, prompt_tokens = completion_request(model, body)
+    await services.ensure_enabled(model.view.name)
+    rate_headers = await services.take_call(user, model.view.name)
+    if body.stream:
+        lease = await take_stream_lease(services, user)
+
+        async def give_back() -> None:
+            await services.leases.give_back(OPEN_STREAMS, user, lease)
+
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        events = ChunkEvents(model, endpoint, prompt_tokens, include_usage=include_usage)
+        streamed = await stream_call(
+            services.caller.stream(model.view, payload), events, on_end=give_back
+        )
+        streamed.headers.update(rate_headers)
+        return streamed
+    pieces = await complete(services.caller, model, payload)
+    made = (chat_completion if endpoint == CHAT else text_completion)(model, pieces, prompt_tokens)
+    return JSONResponse(made.model_dump(mode="json"), headers=rate_headers)
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={200: _STREAMED, **errors(*_COMPLETION_ERRORS)},
+)
+async def create_chat_completion(
+    body: ChatCompletionRequest, user: CurrentUser, services: ServicesDep
+) -> Response:
+    """A chat model's answer to a conversation, whole or streamed (`stream: true`)."""
+    return await _answer(services, user, body, CHAT)
+
+
+@router.post(
+    "/completions",
+    response_model=TextCompletion,
+    responses={200: _STREAMED, **errors(*_COMPLETION_ERRORS)},
+)
+async def create_completion(
+    body: CompletionRequest, user: CurrentUser, services: ServicesDep
+) -> Response:
+    """A completions model's continuation of a prompt, whole or streamed (`stream: true`)."""
+    return await _answer(services, user, body, COMPLETIONS)
 
 
 # ---- files ---------------------------------------------------------------------------------

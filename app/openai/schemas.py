@@ -162,3 +162,97 @@ class OpenAIError(BaseModel):
     """Every error of the /v1 routes, in OpenAI's shape."""
 
     error: OpenAIErrorDetail
+
+
+# ---- chat and text completions --------------------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field(max_length=64, description="system, developer, user, assistant or tool.")
+    content: str | list[ContentPart] | None = Field(
+        default=None, description="The text, or text parts (other parts are refused)."
+    )
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class _Sampling(BaseModel):
+    """What chat and text completions share: the model, streaming and sampling parameters
+    (those the model's request message has a field for reach it; the rest are ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(description="A live model that serves this endpoint (GET /v1/models).")
+    stream: bool = Field(default=False, description="Send the answer as server-sent chunks.")
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    seed: int | None = None
+    n: int = Field(default=1, ge=1, le=1, description="Only one choice per request.")
+    user: str | None = None
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] = Field(description="One prompt (a list of one is taken too).")
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str = "stop"
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: CompletionUsage
+
+
+class TextChoice(BaseModel):
+    index: int = 0
+    text: str
+    finish_reason: str = "stop"
+    logprobs: None = None
+
+
+class TextCompletion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: CompletionUsage
