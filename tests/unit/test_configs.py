@@ -28,9 +28,9 @@ def test_serve_config_is_a_valid_serve_deploy_schema():
     schema = ServeDeploySchema.model_validate(config)
     apps = {app.name: app for app in schema.applications}
     assert apps["gateway"].route_prefix == "/"
-    for name in ("summarizer", "iris", "embedder"):
+    for name in ("summarizer", "iris", "embedder", "python-docs"):
         assert apps[name].route_prefix is None
-        assert apps[name].import_path == f"deployments.{name}:app"
+        assert apps[name].import_path == f"deployments.{name.replace('-', '_')}:app"
         assert apps[name].runtime_env["env_vars"]["APP_REDIS_URL"]
     # `echo` is a test model (it sleeps on request): the tests deploy it themselves.
     assert "echo" not in apps
