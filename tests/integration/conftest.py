@@ -101,6 +101,13 @@ class LocalReplicas:
         except TimeoutError:
             return InferOutcome(Outcome.TIMEOUT, error=f"no answer within {timeout_s:g}s")
 
+    async def stream(self, view: Any, payload: bytes) -> AsyncIterator[InferOutcome]:
+        consumer = self.consumers.get(view.name)
+        if consumer is None:
+            raise ModelUnavailable(f"model {view.name!r} has no replica here")
+        async for outcome in consumer.answer_stream(payload):
+            yield outcome
+
 
 @pytest.fixture
 def replicas() -> LocalReplicas:

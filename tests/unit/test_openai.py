@@ -10,8 +10,9 @@ import struct
 import pytest
 
 from app.openai.batch_input import InvalidBatchInput, parse_batch_input
-from app.openai.embeddings import count_tokens, encoded
+from app.openai.embeddings import encoded
 from app.openai.errors import openai_error_body
+from app.openai.served import count_tokens
 from deployments.sdk import OpenAIMapping, model
 from protos.echo_pb2 import EchoRequest, EchoResponse
 from protos.embedder_pb2 import EmbedRequest, EmbedResponse

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 
 from deployments.sdk import InvalidInput, model, report_progress
+from protos.chat_pb2 import ChatChunk, ChatRequest
 from protos.echo_pb2 import EchoRequest, EchoResponse
 from protos.embedder_pb2 import EmbedRequest, EmbedResponse
 
@@ -121,3 +123,45 @@ class HashingEmbedder:
         vector = [b - 127.5 for b in digest[:8]]
         norm = sum(v * v for v in vector) ** 0.5
         return EmbedResponse(vector=[v / norm for v in vector], dimension=8)
+
+
+@model(name="streaming", request=EchoRequest, response=EchoResponse, retry_backoff_s=0.05)
+class Streaming:
+    """Streams the words of `text` one chunk each, `delay_ms` apart; with `fail_with`, its first
+    call in this process raises after half the words (the retried attempt streams them all).
+    `started` and `closed` count the generators begun and finished (a cancel closes one)."""
+
+    calls = 0
+    closed = 0
+
+    async def process_request(self, request: EchoRequest) -> AsyncIterator[EchoResponse]:
+        type(self).calls += 1
+        first_call = type(self).calls == 1
+        words = request.text.split()
+        try:
+            for index, word in enumerate(words):
+                if request.fail_with and first_call and index == len(words) // 2:
+                    raise RuntimeError(request.fail_with)
+                yield EchoResponse(text=f"{word} ", replica=str(index))
+                if request.delay_ms and index < len(words) - 1:
+                    await asyncio.sleep(request.delay_ms / 1000)
+        finally:
+            type(self).closed += 1
+
+
+@model(name="parrot", request=ChatRequest, response=ChatChunk, openai="chat")
+class Parrot:
+    """A chat model for tests: answers with the last user message, streamed word by word,
+    stopping at `max_tokens` words (finish reason `length`)."""
+
+    async def process_request(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        said = [turn.content for turn in request.messages if turn.role == "user"]
+        if not said:
+            raise InvalidInput("say something")
+        words = said[-1].split()
+        limit = request.max_tokens or len(words)
+        for index, word in enumerate(words[:limit]):
+            last = index == min(limit, len(words)) - 1
+            finish = ("length" if limit < len(words) else "stop") if last else ""
+            yield ChatChunk(text=word if index == 0 else f" {word}", finish_reason=finish)
+            await asyncio.sleep(0.01)
