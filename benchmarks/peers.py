@@ -9,11 +9,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
 import aio_pika
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 from ray import serve
 from redis.asyncio import Redis
 
@@ -81,6 +83,52 @@ class PlainIngress:
 
 def plain_two_hop_app() -> serve.Application:
     return PlainIngress.bind(PlainModel.bind())
+
+
+# ---- plain Ray Serve streaming: a generator deployment relayed as SSE by an ingress ----------
+
+streaming = FastAPI()
+STREAMS_AT_ONCE = 1024
+
+
+@serve.deployment(
+    name="plain-ticker", max_ongoing_requests=STREAMS_AT_ONCE, ray_actor_options={"num_cpus": 0}
+)
+class PlainTicker:
+    """Yields `chunks` wall-clock times `every_ms` apart, the first after `after_ms`."""
+
+    async def __call__(self, chunks: int, every_ms: int, after_ms: int) -> AsyncIterator[str]:
+        await asyncio.sleep(after_ms / 1000)
+        for index in range(chunks):
+            if index:
+                await asyncio.sleep(every_ms / 1000)
+            yield repr(time.time())
+
+
+@serve.deployment(
+    name="plain-streams", max_ongoing_requests=STREAMS_AT_ONCE, ray_actor_options=INGRESS_OPTIONS
+)
+@serve.ingress(streaming)
+class PlainStreams:
+    """HTTP → this ingress → a streaming handle call to `PlainTicker` → each item as an SSE
+    event: Ray Serve's own way to stream a model's output."""
+
+    def __init__(self, ticker: serve.handle.DeploymentHandle) -> None:
+        self.ticker = ticker.options(stream=True)
+
+    @streaming.get("/ticks")
+    async def ticks(self, chunks: int, every_ms: int, after_ms: int) -> StreamingResponse:
+        items = self.ticker.remote(chunks, every_ms, after_ms)
+
+        async def events() -> AsyncIterator[str]:
+            async for stamp in items:
+                yield f"event: chunk\ndata: {stamp}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def plain_streams_app() -> serve.Application:
+    return PlainStreams.bind(PlainTicker.bind())
 
 
 def _done_span(stamps: list[float]) -> float:

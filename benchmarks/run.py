@@ -48,6 +48,7 @@ FIGURES = [
     "infer",
     "embedder",
     "openai",
+    "streams",
     "fairness",
     "quotas",
 ]
