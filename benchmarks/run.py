@@ -69,6 +69,8 @@ def main() -> int:
             parser.error("--only and --quick runs write elsewhere: give --out")
         args.out = str(results)
 
+    # What is measured is the code as it is when the run starts.
+    commit = _commit()
     base = start_platform(APP_MAX_WAIT_S="60")
     deploy_gateway()
     time.sleep(2)
@@ -98,7 +100,7 @@ def main() -> int:
     sections["memory"] = memory
     elapsed = time.time() - started
 
-    write_report(Path(args.out), sections, notes, ctx, elapsed, args)
+    write_report(Path(args.out), sections, notes, ctx, elapsed, args, commit)
     print(Path(args.out).read_text())
     # The local Ray instance goes whole: Serve's graceful shutdown can wait on the gateway
     # replica's drain behind HAProxy, which measures nothing.
@@ -131,6 +133,7 @@ def write_report(
     ctx: Context,
     elapsed: float,
     args: argparse.Namespace,
+    commit: str,
 ) -> None:
     cpu = platform.processor() or platform.machine()
     command = "python -m benchmarks.run" + " ".join(
@@ -143,7 +146,7 @@ def write_report(
     lines = [
         "# Benchmark results",
         "",
-        f"Commit `{_commit()}`, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
+        f"Commit `{commit}`, measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
         f"`{command}` in {elapsed / 60:.1f} min: every row below comes from this one run, "
         "every peer measured in it beside its figure.",
         f"Machine: {os.cpu_count()} cores ({cpu}), "
