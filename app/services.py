@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 
 
 class _WebhookQueue:
-    """Queues webhook deliveries of tasks the gateway itself made final."""
+    """Queues webhook deliveries of tasks the gateway itself made final, and of the ends of
+    OpenAI batches."""
 
     def __init__(self, settings: Settings, publisher: Publisher, store: ResultStore) -> None:
         self._settings = settings
@@ -49,26 +50,37 @@ class _WebhookQueue:
 
     async def enqueue(self, task_id: str) -> None:
         """Queue the delivery of a final task's document to its callback URL."""
-        queue = self._settings.webhook_queue
-        job = WebhookJob(task_id=task_id, attempt=1).SerializeToString()
         try:
-            try:
-                await self._publisher.publish(queue, job, message_id=task_id)
-            except QueueMissing:
-                await self._publisher.declare(
-                    lambda channel: declare_webhook_queues(
-                        channel, queue, max_attempts=self._settings.webhook_max_attempts
-                    )
-                )
-                await self._publisher.publish(queue, job, message_id=task_id)
+            await self._publish(WebhookJob(task_id=task_id, attempt=1), task_id)
         except BrokerError as exc:
             logger.error("task %s: its webhook could not be queued: %s", task_id, exc)
             try:
                 await self._store.update_webhook(
-                    task_id, status="failed", last_error="could not be queued for delivery"
+                    task_id, status="failed", error="could not be queued for delivery"
                 )
             except StoreError:
                 pass
+
+    async def enqueue_batch(self, batch_id: str) -> None:
+        """Queue the delivery of an OpenAI batch's end (its batch object) to its callback URL.
+
+        Raises:
+            BrokerError: not queued (the batch worker tries again at its next turn).
+        """
+        await self._publish(WebhookJob(batch_id=batch_id, attempt=1), batch_id)
+
+    async def _publish(self, job: WebhookJob, message_id: str) -> None:
+        queue = self._settings.webhook_queue
+        body = job.SerializeToString()
+        try:
+            await self._publisher.publish(queue, body, message_id=message_id)
+        except QueueMissing:
+            await self._publisher.declare(
+                lambda channel: declare_webhook_queues(
+                    channel, queue, max_attempts=self._settings.webhook_max_attempts
+                )
+            )
+            await self._publisher.publish(queue, body, message_id=message_id)
 
 
 @dataclass

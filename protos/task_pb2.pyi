@@ -28,12 +28,14 @@ class Task(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., model: _Optional[str] = ..., owner: _Optional[str] = ..., payload: _Optional[bytes] = ..., content_type: _Optional[str] = ..., attempt: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WebhookJob(_message.Message):
-    __slots__ = ("task_id", "attempt")
+    __slots__ = ("task_id", "attempt", "batch_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     attempt: int
-    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    batch_id: str
+    def __init__(self, task_id: _Optional[str] = ..., attempt: _Optional[int] = ..., batch_id: _Optional[str] = ...) -> None: ...
 
 class Batch(_message.Message):
     __slots__ = ("requests",)

@@ -99,6 +99,22 @@ STREAM_RETRY_AFTER_S = 5.0
 MAX_DEADLINE_S = 7 * 24 * 3600.0
 
 
+def checked_callback(services: Services, callback_url: str) -> str:
+    """A callback URL the platform may deliver to.
+
+    Raises:
+        InvalidInput: not an http(s) URL it can use.
+        CallbackNotAllowed: its host is off the webhook allow-list.
+    """
+    try:
+        check_callback_url(callback_url, services.settings.callback_hosts)
+    except CallbackInvalid as exc:
+        raise InvalidInput(str(exc)) from exc
+    except CallbackRefused as exc:
+        raise CallbackNotAllowed(str(exc)) from exc
+    return callback_url
+
+
 async def submit_options(
     services: ServicesDep,
     callback_url: Annotated[
@@ -141,12 +157,7 @@ async def submit_options(
 ) -> SubmitOptions:
     """What a submit may carry besides its body."""
     if callback_url is not None:
-        try:
-            check_callback_url(callback_url, services.settings.callback_hosts)
-        except CallbackInvalid as exc:
-            raise InvalidInput(str(exc)) from exc
-        except CallbackRefused as exc:
-            raise CallbackNotAllowed(str(exc)) from exc
+        checked_callback(services, callback_url)
     return SubmitOptions(
         callback_url=callback_url,
         deadline_s=deadline_s,

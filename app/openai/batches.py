@@ -31,13 +31,14 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
 from app.catalog import LiveModel
 from app.core.errors import AppError, TooManyRequests
-from app.core.lifecycle import TaskRecord, TaskStatus
+from app.core.lifecycle import TaskRecord, TaskStatus, WebhookDelivery
 from app.core.redis_batch import LuaScript, ScriptBatcher
 from app.core.store import StoreError, store_errors
 from app.openai.batch_input import BatchInput
@@ -152,7 +153,21 @@ def batch_of(batch_id: str, raw: dict[Any, Any]) -> Batch:
             failed=int(fields.get("failed", 0)),
         ),
         metadata=json.loads(fields["metadata"]) if fields.get("metadata") else None,
+        webhook=_webhook(fields),
         model=fields.get("model") or None,
+    )
+
+
+def _webhook(fields: dict[str, str]) -> WebhookDelivery | None:
+    if not fields.get("webhook_url"):
+        return None
+    delivered = fields.get("webhook_delivered_at")
+    return WebhookDelivery(
+        url=fields["webhook_url"],
+        status=fields.get("webhook_status") or "pending",  # type: ignore[arg-type]
+        attempts=int(fields.get("webhook_attempts") or 0),
+        last_error=fields.get("webhook_error") or None,
+        delivered_at=datetime.fromtimestamp(float(delivered), tz=UTC) if delivered else None,
     )
 
 
@@ -176,8 +191,10 @@ class BatchStore:
         parsed: BatchInput | None,
         model: LiveModel | None,
         errors: list[BatchError] | None = None,
+        callback_url: str | None = None,
     ) -> Batch:
-        """A new batch: `in_progress` with its lines, or `failed` with `errors`."""
+        """A new batch: `in_progress` with its lines, or `failed` with `errors`; with a
+        `callback_url`, its end is delivered there."""
         now = int(time.time())
         batch_id = "batch_" + secrets.token_hex(12)
         fields: dict[str, Any] = {
@@ -192,6 +209,7 @@ class BatchStore:
             "dispatched": 0,
             "completed": 0,
             "failed": 0,
+            "webhook_url": callback_url or "",
         }
         if errors or parsed is None or model is None:
             fields.update(
@@ -234,6 +252,8 @@ class BatchStore:
                         )
                     for name in ("payloads", "lines"):
                         pipe.expire(self.keys.part(batch_id, name), self.ttl_s)
+                if fields["status"] == "in_progress" or callback_url:
+                    # A worker moves it on; one that failed at once still has a webhook to send.
                     pipe.sadd(self.keys.active, batch_id)
                 pipe.expire(key, self.ttl_s)
                 pipe.zadd(self.keys.owned(owner), {batch_id: now})
@@ -267,6 +287,28 @@ class BatchStore:
             with contextlib.suppress(NotFound):
                 batches.append(await self.get(owner, batch_id))
         return batches, False
+
+    async def ended(self, batch_id: str) -> tuple[str, str, Batch] | None:
+        """An ended batch's owner, callback URL and object, for delivering its end; None if
+        it is gone, not ended, has no callback, or its delivery is over."""
+        with store_errors():
+            raw = await self.redis.hgetall(self.keys.batch(batch_id))
+        if not raw:
+            return None
+        batch = batch_of(batch_id, raw)
+        if batch.status not in ENDED or batch.webhook is None:
+            return None
+        if batch.webhook.status in ("delivered", "failed"):
+            return None  # a duplicate job
+        return text(raw[b"owner"]), batch.webhook.url, batch
+
+    async def update_webhook(self, batch_id: str, **fields: Any) -> None:
+        """Record a delivery outcome of the batch's end (`webhook_<name>` fields)."""
+        key = self.keys.batch(batch_id)
+        values = {f"webhook_{k}": "" if v is None else str(v) for k, v in fields.items()}
+        with store_errors():
+            if await self.redis.exists(key):
+                await self.redis.hset(key, mapping=values)  # type: ignore[arg-type,unused-ignore]
 
     async def cancel(self, owner: str, batch_id: str) -> Batch:
         """Ask to cancel: `cancelling` now; the worker stops dispatch and cancels its tasks.
@@ -359,7 +401,7 @@ class BatchWorker:
         batch = _Turn(batch_id, {text(k): text(v) for k, v in raw.items()})
         status = batch["status"]
         if status in ENDED:
-            await self._redis.srem(self._keys.active, batch_id)
+            await self._ended(batch)
             return
         stopping = status == "cancelling" or time.time() >= batch.number("expires_at")
         if stopping:
@@ -499,11 +541,19 @@ class BatchWorker:
             end = {"status": "expired", "expired_at": now}
         end["output_file_id"] = meta.id
         with store_errors():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=end)  # type: ignore[arg-type,unused-ignore]
-                pipe.srem(self._keys.active, batch.batch_id)
-                await pipe.execute()
+            await self._redis.hset(key, mapping=end)  # type: ignore[arg-type,unused-ignore]
         logger.info("batch %s %s", batch.batch_id, end["status"])
+        await self._ended(batch)
+
+    async def _ended(self, batch: _Turn) -> None:
+        """An ended batch leaves the active ones once its end's webhook, if it has one, is
+        queued: a worker that dies in between leaves that to the next turn."""
+        if batch["webhook_url"] and not batch["webhook_queued"]:
+            await self._services.webhooks.enqueue_batch(batch.batch_id)
+            with store_errors():
+                await self._redis.hset(self._keys.batch(batch.batch_id), "webhook_queued", 1)
+        with store_errors():
+            await self._redis.srem(self._keys.active, batch.batch_id)
 
     async def _output(self, batch: _Turn, model: LiveModel | None) -> bytes:
         """One JSONL line per dispatched line, in the input's order."""

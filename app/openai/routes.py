@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app.api.deps import CurrentUser, ServicesDep, take_stream_lease
+from app.api.deps import CurrentUser, ServicesDep, checked_callback, take_stream_lease
 from app.api.routing import bounded_route
 from app.api.schemas import error_responses
 from app.openai.batch_input import InvalidBatchInput, parse_batch_input
@@ -48,6 +48,7 @@ from app.openai.schemas import (
 from app.openai.served import served_model
 from app.quotas.leases import OPEN_STREAMS
 from app.streaming.calls import EVENT_STREAM, stream_call
+from app.webhooks.targets import CALLBACK_URL_PATTERN
 
 TAG = "OpenAI API"
 router = APIRouter(prefix="/v1", tags=[TAG], route_class=bounded_route(setting="max_body_bytes"))
@@ -223,10 +224,26 @@ async def delete_file(file_id: str, user: CurrentUser, services: ServicesDep) ->
 # ---- batches -------------------------------------------------------------------------------
 
 
-@router.post("/batches", response_model=Batch, responses=errors(400, 401, 404, 422, 503))
-async def create_batch(body: CreateBatchRequest, user: CurrentUser, services: ServicesDep) -> Batch:
+@router.post("/batches", response_model=Batch, responses=errors(400, 401, 403, 404, 422, 503))
+async def create_batch(
+    body: CreateBatchRequest,
+    user: CurrentUser,
+    services: ServicesDep,
+    callback_url: Annotated[
+        str | None,
+        Query(
+            max_length=2048,
+            pattern=CALLBACK_URL_PATTERN,
+            description="POST the batch object here when the batch ends (completed, "
+            "failed, cancelled or expired), signed as task webhooks are. The platform's own "
+            "parameter (the `openai` package: `extra_query`).",
+        ),
+    ] = None,
+) -> Batch:
     """Run every line of an uploaded file as a task on its model's queue (your quotas and
     fair share apply); `in_progress` at once, or `failed` with an error per bad line."""
+    if callback_url is not None:
+        checked_callback(services, callback_url)
     meta = await services.openai_files.get(user, body.input_file_id)
     if meta.purpose != PURPOSE_BATCH:
         raise OpenAIInvalid("the input file's purpose must be 'batch'", param="input_file_id")
@@ -237,6 +254,7 @@ async def create_batch(body: CreateBatchRequest, user: CurrentUser, services: Se
         "endpoint": body.endpoint,
         "completion_window": body.completion_window,
         "metadata": body.metadata,
+        "callback_url": callback_url,
     }
     try:
         parsed = parse_batch_input(

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.lifecycle import WebhookDelivery
+
 # The most texts one embeddings request may carry (OpenAI's own limit).
 MAX_INPUTS = 2048
 
@@ -139,6 +141,8 @@ class Batch(BaseModel):
     cancelled_at: int | None = None
     request_counts: RequestCounts
     metadata: dict[str, str] | None = None
+    # The platform's own: the delivery of the batch's end to its `callback_url`.
+    webhook: WebhookDelivery | None = None
     # The platform's own: the model every line goes to.
     model: str | None = None
 

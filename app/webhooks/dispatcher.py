@@ -3,7 +3,8 @@
 A task that ends with a callback gets a `WebhookJob` on the webhook queue (published, with a
 confirm, by whoever made it final, before that component acknowledged its own work). This
 consumer loads the task, signs its document with its owner's secret (Standard Webhooks,
-`app.webhooks.signing`) and POSTs it.
+`app.webhooks.signing`) and POSTs it. The end of an OpenAI batch with a callback is delivered
+the same way (the job names the batch; the body is its batch object).
 A failed attempt goes to the per-attempt waiting room `<queue>.retry.N` for its backoff and
 comes back; after the last attempt the delivery is recorded `failed`. The outcome of every
 attempt is written to the task document. Delivery is at least once: a receiver may see a
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,6 +32,7 @@ from app.core.settings import Settings
 from app.core.store import ResultStore, StoreError, now
 from app.core.users import UserStore
 from app.core.webhook_queue import declare_webhook_queues, defer_queue, retry_queue
+from app.openai.batches import BatchStore
 from app.quotas.leases import WEBHOOKS_IN_FLIGHT, WEBHOOKS_PER_HOST, LeaseRefused, Leases
 from app.webhooks.signing import signature_headers
 from app.webhooks.targets import (
@@ -61,6 +65,18 @@ class PermanentFailure(Exception):  # noqa: N818 - an outcome, not a bug
     """A delivery that no retry can fix (its owner is gone)."""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What one job delivers: the subject's id (the `webhook-id`), its owner, where to, the
+    body, and where each attempt's outcome is written (`webhook_<name>` fields)."""
+
+    subject_id: str
+    owner: str
+    url: str
+    body: bytes
+    record: Callable[..., Awaitable[Any]]
+
+
 class WebhookDispatcher:
     """Delivers the jobs of the webhook queue.
 
@@ -87,6 +103,9 @@ class WebhookDispatcher:
         self.metrics = metrics or MetricsRecorder()
         self.queue_name = settings.webhook_queue
         self._users = UserStore(store.redis, prefix=settings.redis_prefix)
+        self._batches = BatchStore(
+            store.redis, prefix=settings.redis_prefix, ttl_s=settings.openai_file_ttl_s
+        )
         self._leases = Leases(store.redis, prefix=settings.redis_prefix)
         self._resolve = resolve
         # Jobs of each receiving host waiting in this process for their turn.
@@ -147,7 +166,7 @@ class WebhookDispatcher:
             try:
                 await self._deliver(job)
             except (StoreError, BrokerError) as exc:
-                logger.warning("webhook of task %s put back: %s", job.task_id, exc)
+                logger.warning("webhook of %s put back: %s", _subject(job), exc)
                 await asyncio.sleep(STORE_RETRY_PAUSE_S)
                 await _settle(message.nack(requeue=True))
                 return
@@ -160,55 +179,75 @@ class WebhookDispatcher:
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def _deliver(self, job: WebhookJob) -> None:
+    async def _delivery(self, job: WebhookJob) -> Delivery | None:
+        """What the job delivers; None when there is nothing (any more) to deliver."""
+        if job.batch_id:
+            ended = await self._batches.ended(job.batch_id)
+            if ended is None:
+                return None
+            owner, url, batch = ended
+            return Delivery(
+                job.batch_id,
+                owner,
+                url,
+                batch.model_dump_json().encode(),
+                functools.partial(self._batches.update_webhook, job.batch_id),
+            )
         record = await self.store.get(job.task_id)
         if record is None or not record.webhook_url or not record.status.is_final:
-            return
+            return None
         if record.webhook_status in ("delivered", "failed"):
-            return  # a duplicate job (a redelivered task queued it again)
-        body = json.dumps(record.document().model_dump(mode="json")).encode()
+            return None  # a duplicate job (a redelivered task queued it again)
+        return Delivery(
+            job.task_id,
+            record.owner,
+            record.webhook_url,
+            json.dumps(record.document().model_dump(mode="json")).encode(),
+            functools.partial(self.store.update_webhook, job.task_id),
+        )
+
+    async def _deliver(self, job: WebhookJob) -> None:
+        delivery = await self._delivery(job)
+        if delivery is None:
+            return
         attempt = max(1, job.attempt)
         signing_secrets = await self._users.webhook_secrets(
-            record.owner, grace_s=self.settings.webhook_secret_grace_s
+            delivery.owner, grace_s=self.settings.webhook_secret_grace_s
         )
         try:
             if not signing_secrets:
-                raise PermanentFailure(f"the task's owner {record.owner!r} has no account")
+                raise PermanentFailure(f"the owner {delivery.owner!r} has no account")
             # The allow-list as it is now, one lookup, and the address connected to is the
             # one checked (a name that rebinds to an internal address reaches nothing).
-            target = await resolve_target(
-                record.webhook_url, self.settings.callback_hosts, self._resolve
-            )
-            async with self._turn(record.owner, target.host):
-                await self._post(target, body, job.task_id, signing_secrets)
+            target = await resolve_target(delivery.url, self.settings.callback_hosts, self._resolve)
+            async with self._turn(delivery.owner, target.host):
+                await self._post(target, delivery.body, delivery.subject_id, signing_secrets)
         except LeaseRefused:
             # The owner's deliveries (or the host's) are at their limit: this one waits its
             # turn out of the way, so others' webhooks are not held up. Not an attempt.
             await self._defer(job)
             return
         except (PermanentFailure, CallbackRefused, CallbackInvalid) as exc:
-            await self._record_failure(job.task_id, attempt, str(exc))
+            await self._record_failure(delivery, attempt, str(exc))
             return
         except (httpx.HTTPError, OSError) as exc:
             error = _describe(exc)
             if attempt >= self.settings.webhook_max_attempts:
-                await self._record_failure(job.task_id, attempt, error)
+                await self._record_failure(delivery, attempt, error)
                 return
-            await self._retry(job, error)
+            await self._retry(job, error, delivery)
             return
-        await self.store.update_webhook(
-            job.task_id, status="delivered", attempts=attempt, error=None, delivered_at=now()
-        )
+        await delivery.record(status="delivered", attempts=attempt, error=None, delivered_at=now())
         self.metrics.inc(WEBHOOK_DELIVERIES, "ok")
 
     async def _post(
-        self, target: Target, body: bytes, task_id: str, signing_secrets: list[str]
+        self, target: Target, body: bytes, subject_id: str, signing_secrets: list[str]
     ) -> None:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Host": target.host_header,
-            **signature_headers(task_id, body, signing_secrets, int(time.time())),
+            **signature_headers(subject_id, body, signing_secrets, int(time.time())),
         }
         # TLS still checks the certificate against the host's name (SNI).
         response = await self.http.post(
@@ -273,39 +312,46 @@ class WebhookDispatcher:
             self._channel,
             defer_queue(self.queue_name),
             persistent_message(
-                job.SerializeToString(), message_id=job.task_id, expiration_s=DEFER_S
+                job.SerializeToString(), message_id=_subject(job), expiration_s=DEFER_S
             ),
             timeout_s=self.settings.io_timeout_s,
         )
         self.metrics.inc(WEBHOOK_DELIVERIES, "deferred")
 
-    async def _retry(self, job: WebhookJob, error: str) -> None:
+    async def _retry(self, job: WebhookJob, error: str, delivery: Delivery) -> None:
         if self._channel is None:
             raise BrokerError("no channel to publish a retry on")
         delay_s = self.settings.webhook_backoff_s * (2 ** (job.attempt - 1))
-        retry = WebhookJob(task_id=job.task_id, attempt=job.attempt + 1)
+        retry = WebhookJob()
+        retry.CopyFrom(job)
+        retry.attempt = job.attempt + 1
         await publish_confirmed(
             self._channel,
             retry_queue(self.queue_name, job.attempt),
             persistent_message(
-                retry.SerializeToString(), message_id=job.task_id, expiration_s=delay_s
+                retry.SerializeToString(), message_id=_subject(job), expiration_s=delay_s
             ),
             timeout_s=self.settings.io_timeout_s,
         )
-        await self.store.update_webhook(job.task_id, attempts=job.attempt, error=error)
+        await delivery.record(attempts=job.attempt, error=error)
         self.metrics.inc(WEBHOOK_DELIVERIES, "retried")
         logger.info(
-            "webhook of task %s failed (%s); attempt %d in %.1fs",
-            job.task_id,
+            "webhook of %s failed (%s); attempt %d in %.1fs",
+            _subject(job),
             error,
             job.attempt + 1,
             delay_s,
         )
 
-    async def _record_failure(self, task_id: str, attempt: int, error: str) -> None:
-        await self.store.update_webhook(task_id, status="failed", attempts=attempt, error=error)
+    async def _record_failure(self, delivery: Delivery, attempt: int, error: str) -> None:
+        await delivery.record(status="failed", attempts=attempt, error=error)
         self.metrics.inc(WEBHOOK_DELIVERIES, "failed")
-        logger.warning("webhook of task %s failed for good: %s", task_id, error)
+        logger.warning("webhook of %s failed for good: %s", delivery.subject_id, error)
+
+
+def _subject(job: WebhookJob) -> str:
+    """What a job delivers, for logs and message ids: `batch_…` or the task id."""
+    return job.batch_id or job.task_id
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ import standardwebhooks
 
 from app.webhooks.dispatcher import WebhookDispatcher
 from deployments.echo import Echo
+from tests.utils.models import HashingEmbedder
 from tests.utils.webhooks import Receiver
 
 
@@ -356,3 +357,90 @@ async def wait_until(condition, timeout):
     while not await condition():
         assert time.monotonic() < deadline, "not settled in time"
         await asyncio.sleep(0.05)
+
+
+async def test_an_openai_batch_delivers_its_end_once_signed_and_records_it(
+    gateway, user, deploy, dispatcher, receiver, services
+):
+    """A batch created with a callback: when it ends, its batch object is POSTed there,
+    signed with the owner's secret, once (a retry after a failed attempt names it the same);
+    the batch shows the delivery. A batch that fails at once delivers its end too."""
+    receiver.statuses = [503]
+    headers = await user()
+    model = await deploy(HashingEmbedder())
+    name = model.consumer.spec.name
+    await model.run()
+    lines = [
+        {
+            "custom_id": f"c{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": name, "input": f"text {i}"},
+        }
+        for i in range(5)
+    ]
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    upload = await gateway.post(
+        "/v1/files", files={"file": ("in.jsonl", body)}, data={"purpose": "batch"}, headers=headers
+    )
+    created = await gateway.post(
+        "/v1/batches",
+        params={"callback_url": receiver.url},
+        json={"input_file_id": upload.json()["id"], "endpoint": "/v1/embeddings"},
+        headers=headers,
+    )
+    assert created.status_code == 200, created.text
+    batch_id = created.json()["id"]
+    assert created.json()["webhook"]["status"] == "pending"
+
+    async def delivered():
+        batch = (await gateway.get(f"/v1/batches/{batch_id}", headers=headers)).json()
+        return batch["webhook"]["status"] == "delivered"
+
+    await deliver_until(dispatcher, delivered, timeout=30)
+    assert [d.answered for d in receiver.deliveries] == [503, 200]
+    assert {d.headers["webhook-id"] for d in receiver.deliveries} == {batch_id}
+    secret = (await gateway.get("/account/webhook-secret", headers=headers)).json()["secret"]
+    sent = standardwebhooks.Webhook(secret).verify(
+        receiver.deliveries[-1].body, receiver.deliveries[-1].headers
+    )
+    assert sent["id"] == batch_id and sent["object"] == "batch"
+    assert sent["status"] == "completed" and sent["request_counts"]["completed"] == 5
+    webhook = (await gateway.get(f"/v1/batches/{batch_id}", headers=headers)).json()["webhook"]
+    assert webhook["attempts"] == 2 and webhook["delivered_at"]
+    # Nothing more comes: the end was queued once, however many worker turns saw it.
+    await asyncio.sleep(0.5)
+    assert await dispatcher.run_until_empty() == 0 and len(receiver.deliveries) == 2
+
+    bad = await gateway.post(
+        "/v1/files",
+        files={"file": ("bad.jsonl", b'{"custom_id": "x"}\n')},
+        data={"purpose": "batch"},
+        headers=headers,
+    )
+    failed = await gateway.post(
+        "/v1/batches",
+        params={"callback_url": receiver.url},
+        json={"input_file_id": bad.json()["id"], "endpoint": "/v1/embeddings"},
+        headers=headers,
+    )
+    assert failed.json()["status"] == "failed"
+    failed_id = failed.json()["id"]
+
+    async def failed_delivered():
+        batch = (await gateway.get(f"/v1/batches/{failed_id}", headers=headers)).json()
+        return batch["webhook"]["status"] == "delivered"
+
+    await deliver_until(dispatcher, failed_delivered, timeout=30)
+    assert json.loads(receiver.deliveries[-1].body)["status"] == "failed"
+
+
+async def test_a_batch_callback_off_the_allow_list_is_refused(gateway, user):
+    refused = await gateway.post(
+        "/v1/batches",
+        params={"callback_url": "http://10.1.2.3/hook"},
+        json={"input_file_id": "file-x", "endpoint": "/v1/embeddings"},
+        headers=await user(),
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["type"] == "permission_error"
