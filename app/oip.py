@@ -21,6 +21,8 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from app.catalog import LiveModel, ModelCatalog
+from app.core.errors import BadRequest
 from protos.codec import DecodeFailed, load_json, message_to_dict
 
 FD = FieldDescriptor
@@ -50,6 +52,20 @@ _TYPES: dict[int, tuple[str, str | None]] = {
 
 class TensorError(ValueError):
     """A request that does not map onto the model's request message (the client's fault)."""
+
+
+async def flat_model(catalog: ModelCatalog, name: str) -> LiveModel:
+    """The live model `name`, whose request message must be flat.
+
+    Raises:
+        BadRequest: it is not flat (why, and what to use instead).
+        ModelNotFound, ModelUnavailable, Unavailable: as `ModelCatalog.get`.
+    """
+    model = await catalog.get(name)
+    problem = flat_problem(model.types.request.DESCRIPTOR)
+    if problem is not None:
+        raise BadRequest(problem)
+    return model
 
 
 def _is_flat(field: FieldDescriptor) -> bool:
@@ -219,6 +235,32 @@ def _convert(value: Any, field: FieldDescriptor) -> Any:
 
 
 # ---- encoding a response ---------------------------------------------------------------
+
+
+def output_tensors(
+    message: Message, requested: list[dict[str, Any]]
+) -> list[tuple[str, str, int, bytes]]:
+    """Each output the client asked for (all when it named none) as its name, datatype,
+    element count and raw little-endian bytes (BYTES elements length-prefixed), for the
+    protocol's gRPC form.
+
+    Raises:
+        TensorError: an output asked for that the response message has not.
+    """
+    descriptor = message.DESCRIPTOR
+    wanted = {o["name"] for o in requested}
+    unknown = wanted - set(descriptor.fields_by_name)
+    if unknown:
+        raise TensorError(f"no output named {sorted(unknown)}")
+    as_json = message_to_dict(message)
+    tensors = []
+    for field in descriptor.fields:
+        if wanted and field.name not in wanted:
+            continue
+        values, datatype = _output_values(message, field, as_json)
+        fmt = None if datatype == "BYTES" else _TYPES[field.type][1]
+        tensors.append((field.name, datatype, len(values), _pack(values, fmt)))
+    return tensors
 
 
 def response_body(

@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-.}"
 python -m grpc_tools.protoc -I . --python_out="$out" --pyi_out="$out" protos/*.proto
+# The gRPC service stubs of the Open Inference Protocol (the only service the platform serves).
+python -m grpc_tools.protoc -I . --grpc_python_out="$out" protos/grpc_predict_v2.proto

@@ -41,6 +41,15 @@ async def current_user(
     services: ServicesDep, token: Annotated[str | None, Depends(_bearer)]
 ) -> str:
     """The login of the bearer token's owner, whose account must still exist."""
+    return await login_of(services, token)
+
+
+async def login_of(services: Services, token: str | None) -> str:
+    """The login a bearer token was issued to (REST and gRPC check tokens alike).
+
+    Raises:
+        Unauthorized: no token, a bad one, or its account is gone.
+    """
     if not token:
         raise Unauthorized("missing bearer token")
     login = services.tokens.login(token, await services.signing_key.get())

@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     register_per_minute: float = Field(default=10.0, gt=0)
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+
+    # The Open Inference Protocol over gRPC: each gateway replica serves it on this address
+    # (0: not served), sharing the port with the node's other gateway replicas (SO_REUSEPORT);
+    # with a certificate and key (PEM files), over TLS only.
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    grpc_tls_cert_file: str | None = None
+    grpc_tls_key_file: str | None = None
     # A batch submit: most request messages in one body, and the body's size.
     max_batch_tasks: int = Field(default=1000, ge=1)
     # OpenAI API (/v1): how long uploaded files and batch outputs (and batches) are kept, the

@@ -15,5 +15,5 @@ def test_generated_protobuf_code_is_up_to_date(tmp_path: Path) -> None:
     assert generated, "gen_protos.sh produced nothing"
     stale = [str(p) for p in generated if not filecmp.cmp(tmp_path / p, ROOT / p, shallow=False)]
     assert not stale, f"regenerate with scripts/gen_protos.sh: {stale}"
-    committed = sorted(p.relative_to(ROOT) for p in (ROOT / "protos").glob("*_pb2.py*"))
+    committed = sorted(p.relative_to(ROOT) for p in (ROOT / "protos").glob("*_pb2*.py*"))
     assert committed == generated, "a *_pb2 file has no .proto source, or the reverse"

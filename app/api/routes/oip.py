@@ -16,19 +16,17 @@ from fastapi.responses import JSONResponse
 from app.api.deps import CurrentUser, ServicesDep
 from app.api.routes.health import readiness
 from app.api.routing import bounded_route
-from app.catalog import LiveModel
 from app.core.errors import BadRequest, ModelUnavailable
 from app.core.inference import Outcome, outcome_error
 from app.oip import (
     HEADER_LENGTH,
     TensorError,
-    flat_problem,
+    flat_model,
     request_message,
     response_body,
     split_body,
     tensor_metadata,
 )
-from app.services import Services
 from protos.codec import message_from_bytes
 
 router = APIRouter(
@@ -69,14 +67,6 @@ ERRORS = {
 }
 
 
-async def _flat_model(services: Services, name: str) -> LiveModel:
-    model = await services.catalog.get(name)
-    problem = flat_problem(model.types.request.DESCRIPTOR)
-    if problem is not None:
-        raise BadRequest(problem)
-    return model
-
-
 @router.get("/health/live", responses={200: {"description": "The server is live."}})
 async def server_live() -> dict[str, bool]:
     """The server is up."""
@@ -114,7 +104,7 @@ async def model_metadata(
     name: OipModel, user: CurrentUser, services: ServicesDep
 ) -> dict[str, Any]:
     """The model's version and its inputs and outputs (name, datatype, shape)."""
-    model = await _flat_model(services, name)
+    model = await flat_model(services.catalog, name)
     return {
         "name": name,
         "versions": [model.view.version],
@@ -170,7 +160,7 @@ async def model_infer(
     name: OipModel, request: Request, user: CurrentUser, services: ServicesDep
 ) -> Response:
     """Run the model on named input tensors; answer with its output tensors."""
-    model = await _flat_model(services, name)
+    model = await flat_model(services.catalog, name)
     await services.ensure_enabled(name)
     body = await request.body()
     try:
