@@ -1,6 +1,8 @@
 """Writes serve_config.yaml with this environment's addresses to OUT (default
 .run/serve_config.yaml): APP_REDIS_URL and APP_AMQP_URL for every application (the x-env
-block), SERVE_HTTP_HOST and SERVE_HTTP_PORT for Serve's HTTP bind. Unset ones keep the file's."""
+block), SERVE_HTTP_HOST and SERVE_HTTP_PORT for Serve's HTTP bind, SERVE_GRPC_HOST,
+SERVE_GRPC_PORT, SERVE_GRPC_TLS_CERT and SERVE_GRPC_TLS_KEY for the gateway's gRPC server
+(the last two: PEM files, made absolute). Unset ones keep the file's."""
 
 from __future__ import annotations
 
@@ -11,6 +13,13 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The gateway's gRPC settings, by the variable deploy.sh takes each from.
+GATEWAY_GRPC = {
+    "SERVE_GRPC_HOST": "APP_GRPC_HOST",
+    "SERVE_GRPC_PORT": "APP_GRPC_PORT",
+    "SERVE_GRPC_TLS_CERT": "APP_GRPC_TLS_CERT_FILE",
+    "SERVE_GRPC_TLS_KEY": "APP_GRPC_TLS_KEY_FILE",
+}
 
 
 def render(config: dict, env: dict[str, str]) -> dict:
@@ -19,6 +28,11 @@ def render(config: dict, env: dict[str, str]) -> dict:
         for name in ("APP_REDIS_URL", "APP_AMQP_URL"):
             if env.get(name):
                 variables[name] = env[name]
+        if app.get("name") == "gateway":
+            for name, setting in GATEWAY_GRPC.items():
+                if env.get(name):
+                    value = env[name]
+                    variables[setting] = str(Path(value).resolve()) if "TLS" in name else value
     http = config.setdefault("http_options", {})
     if env.get("SERVE_HTTP_HOST"):
         http["host"] = env["SERVE_HTTP_HOST"]

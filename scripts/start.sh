@@ -24,7 +24,9 @@ export RAY_AUTH_MODE=token
 # Python proxy here; benchmarks/RESULTS.md): HAProxy on port 8000, the gateway's replicas
 # serving HTTP themselves behind it. SERVE_INGRESS=proxy keeps Serve's Python proxy.
 # TLS: SERVE_TLS_PEM=/path/to/cert-and-key.pem makes HAProxy serve HTTPS only on that port
-# (scripts/haproxy.sh); plain HTTP on loopback is the default.
+# (scripts/haproxy.sh); plain HTTP on loopback is the default. The gateway serves the Open
+# Inference Protocol over gRPC on 127.0.0.1:8001 (SERVE_GRPC_HOST, SERVE_GRPC_PORT), over TLS
+# only with SERVE_GRPC_TLS_CERT=/path/to/cert.pem SERVE_GRPC_TLS_KEY=/path/to/key.pem.
 SCHEME=http
 if [ "${SERVE_INGRESS:-haproxy}" = "haproxy" ]; then
   eval "$(python scripts/ingress.py "$PWD/.run/haproxy")"
@@ -53,6 +55,7 @@ Platform is up.
   Swagger UI:     ${SCHEME}://127.0.0.1:8000/docs
   Models:         ${SCHEME}://127.0.0.1:8000/models   (needs a bearer token: POST /register, /login)
   Metrics:        ${SCHEME}://127.0.0.1:8000/metrics
+  gRPC (OIP v2):  ${SERVE_GRPC_HOST:-127.0.0.1}:${SERVE_GRPC_PORT:-8001}${SERVE_GRPC_TLS_CERT:+ (TLS)}
   Ray dashboard:  http://127.0.0.1:${DASHBOARD_PORT}   (token: ray get-auth-token)
 Deploy changes to serve_config.yaml with scripts/deploy.sh; stop it all with scripts/stop.sh
 MSG

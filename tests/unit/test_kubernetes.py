@@ -153,8 +153,27 @@ def test_only_the_platform_reaches_redis_and_rabbitmq(rendered):
             {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "ray"}}}
         ]
         assert rule["ports"] == [{"protocol": "TCP", "port": port}]
-    ingress = _one(rendered, "Ingress")
-    assert ingress["spec"]["tls"] and ingress["spec"]["tls"][0]["secretName"]
+    ingresses = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Ingress"}
+    for ingress in ingresses.values():  # HTTPS, and gRPC over TLS
+        assert ingress["spec"]["tls"] and ingress["spec"]["tls"][0]["secretName"]
+    grpc = ingresses["model-serving-grpc"]
+    assert grpc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    [rule] = grpc["spec"]["rules"]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    service = next(
+        d for d in rendered if d["kind"] == "Service" and d["metadata"]["name"] == backend["name"]
+    )
+    assert service["spec"]["ports"][0]["port"] == backend["port"]["number"] == 8001
+    [gateway] = [
+        a
+        for a in yaml.safe_load(_one(rendered, "RayService")["spec"]["serveConfigV2"])[
+            "applications"
+        ]
+        if a["name"] == "gateway"
+    ]
+    assert gateway["runtime_env"]["env_vars"]["APP_GRPC_PORT"] == "8001"
+    ray_policy = policies["ray"]["spec"]["ingress"]
+    assert {"protocol": "TCP", "port": 8001} in ray_policy[1]["ports"]
 
 
 def test_the_prometheus_rule_holds_the_shipped_alerts(rendered, tmp_path):
