@@ -80,6 +80,8 @@ def serve_url() -> Iterator[str]:
             "APP_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
             "APP_WEBHOOK_BACKOFF_S": "0.1",
             "APP_WEBHOOK_MAX_ATTEMPTS": "3",
+            # The Open Inference Protocol over gRPC, on a port of this session's own.
+            "APP_GRPC_PORT": str(_free_port()),
         }
     )
     from app.core.settings import get_settings
@@ -116,6 +118,12 @@ def gateway_url(serve_url: str) -> str:
 
     serve.run(build_gateway(), name="gateway", route_prefix="/")
     return serve_url
+
+
+@pytest.fixture(scope="session")
+def grpc_address(gateway_url: str) -> str:
+    """Where the session's gateway serves the Open Inference Protocol over gRPC."""
+    return f"127.0.0.1:{os.environ['APP_GRPC_PORT']}"
 
 
 @pytest.fixture(scope="session")
