@@ -58,6 +58,8 @@ def start_platform(*, ingress: str = "haproxy", **env: str) -> str:
             "APP_QUOTA_SUBMITS_PER_S": "-1",
             "APP_QUOTA_ACTIVE_TASKS": "-1",
             "APP_QUOTA_OPEN_STREAMS": "-1",
+            # The gateway's Open Inference Protocol over gRPC (the infer figure).
+            "APP_GRPC_PORT": str(free_port()),
             "APP_REGISTER_BURST": "100000",
             **env,
         }

@@ -9,6 +9,7 @@ the outcomes, which stops the model's generator.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi.responses import StreamingResponse
@@ -19,15 +20,15 @@ EVENT_STREAM = "text/event-stream"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class CallEvents:
+class CallEvents(ABC):
     """How one kind of streamed call writes its events: each chunk (the response message's
     bytes in, SSE text out), the end, an error after the first chunk."""
 
-    def chunk(self, response: bytes) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def chunk(self, response: bytes) -> str: ...
 
-    def done(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def done(self) -> str: ...
 
     def error(self, outcome: InferOutcome) -> str:
         error = outcome_error(outcome)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 
 import httpx
@@ -13,6 +16,7 @@ from ray import serve
 
 from benchmarks import peers, wrk
 from benchmarks.harness import (
+    ROOT,
     Context,
     Row,
     Series,
@@ -33,7 +37,10 @@ NOTES = [
     "replica that also consumes the queue, encode); the peer is a plain Serve FastAPI ingress "
     "calling a deployment by handle that runs the same scikit-learn pipeline.",
     "OIP: the same flower as JSON tensors to `/v2/models/iris/infer` (tritonclient's own "
-    "round trip is in the e2e tests), the same load and the same peer.",
+    "round trip is in the e2e tests), the same load and the same peer. Over gRPC: "
+    "`ModelInfer` with the same tensors to the gateway replica's gRPC port, 16 calls in "
+    "flight from a grpc.aio client process of its own (wrk speaks no gRPC), beside the REST "
+    "OIP row.",
     "Cache: submit → result by long-poll at a fixed rate, each probe with a new flower (miss: "
     "the model runs, then fills the cache) or the same flower (hit: the task is created "
     "succeeded and nothing is queued).",
@@ -113,12 +120,36 @@ def _wait_cached(base: str, model: str, headers: dict[str, str], timeout_s: floa
     raise RuntimeError(f"{model} never showed its cache in /models")
 
 
+def _grpc(ctx: Context, seconds: float) -> dict:
+    """`ModelInfer` calls per second (and p50, errors) over the gateway's gRPC port."""
+    done = subprocess.run(  # noqa: S603 - this interpreter, the project's load generator
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.grpc_load",
+            f"127.0.0.1:{os.environ['APP_GRPC_PORT']}",
+            ctx.headers["Authorization"],
+            "iris",
+            json.dumps(SETOSA),
+            str(CONCURRENCY),
+            str(seconds),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def run(ctx: Context) -> list[Row]:
     deploy_model(Iris, "iris")
     serve.run(peers.plain_iris_app(), name="plain-iris", route_prefix="/plain-iris")
-    ours, peer, oip = Series(), Series(), Series()
-    ours50, peer50, oip50 = Series(), Series(), Series()
-    errors = oip_errors = 0
+    ours, peer, oip, grpc = Series(), Series(), Series(), Series()
+    ours50, peer50, oip50, grpc50 = Series(), Series(), Series(), Series()
+    errors = oip_errors = grpc_errors = 0
     for _ in range(ctx.runs):
         mine = _wrk(ctx.base, "/models/iris/infer", SETOSA, ctx.headers, ctx.seconds)
         plain = _wrk(ctx.base, "/plain-iris/predict", SETOSA, {}, ctx.seconds)
@@ -132,6 +163,10 @@ def run(ctx: Context) -> list[Row]:
             p50.add(result.p50_ms)
         errors += mine.errors + plain.errors
         oip_errors += spoken.errors
+        called = _grpc(ctx, ctx.seconds)
+        grpc.add(called["rate"])
+        grpc50.add(called["p50_ms"])
+        grpc_errors += called["errors"]
     serve.delete("plain-iris")
     rows = [
         Row(
@@ -150,6 +185,14 @@ def run(ctx: Context) -> list[Row]:
             f"same peer: {peer.fmt()}",
             f"{ratio(oip, peer):.2f}×",
             errors=oip_errors,
+        ),
+        Row(
+            f"OIP v2 gRPC `ModelInfer` on iris, {CONCURRENCY} calls in flight: req/s "
+            f"[p50 {grpc50.fmt(1)} ms]",
+            grpc.fmt(),
+            f"REST OIP above: {oip.fmt()} [p50 {oip50.fmt(1)} ms]",
+            f"{ratio(grpc, oip):.2f}×",
+            errors=grpc_errors,
         ),
     ]
     deploy_model(Iris, "iris", overrides={"cache_ttl_s": 3600})
