@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -108,6 +108,11 @@ STREAM_RETRY_AFTER_S = 5.0
 MAX_DEADLINE_S = 7 * 24 * 3600.0
 
 
+def callback_query(description: str) -> Any:
+    """The `callback_url` query parameter of a route that delivers a webhook."""
+    return Query(max_length=2048, pattern=CALLBACK_URL_PATTERN, description=description)
+
+
 def checked_callback(services: Services, callback_url: str) -> str:
     """A callback URL the platform may deliver to.
 
@@ -128,12 +133,10 @@ async def submit_options(
     services: ServicesDep,
     callback_url: Annotated[
         str | None,
-        Query(
-            max_length=2048,
-            pattern=CALLBACK_URL_PATTERN,
-            description="POST the task's final document here (http or https, signed with "
-            "your own secret as Standard Webhooks says: GET /account/webhook-secret). A host "
-            "off the webhook allow-list is a 403.",
+        callback_query(
+            "POST the task's final document here (http or https, signed with your own "
+            "secret as Standard Webhooks says: GET /account/webhook-secret). A host off the "
+            "webhook allow-list is a 403."
         ),
     ] = None,
     deadline_s: Annotated[

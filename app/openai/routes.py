@@ -11,7 +11,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app.api.deps import CurrentUser, ServicesDep, checked_callback, take_stream_lease
+from app.api.deps import (
+    CurrentUser,
+    ServicesDep,
+    callback_query,
+    checked_callback,
+    take_stream_lease,
+)
 from app.api.routing import bounded_route
 from app.api.schemas import error_responses
 from app.openai.batch_input import InvalidBatchInput, parse_batch_input
@@ -48,7 +54,6 @@ from app.openai.schemas import (
 from app.openai.served import served_model
 from app.quotas.leases import OPEN_STREAMS
 from app.streaming.calls import EVENT_STREAM, stream_call
-from app.webhooks.targets import CALLBACK_URL_PATTERN
 
 TAG = "OpenAI API"
 router = APIRouter(prefix="/v1", tags=[TAG], route_class=bounded_route(setting="max_body_bytes"))
@@ -231,12 +236,10 @@ async def create_batch(
     services: ServicesDep,
     callback_url: Annotated[
         str | None,
-        Query(
-            max_length=2048,
-            pattern=CALLBACK_URL_PATTERN,
-            description="POST the batch object here when the batch ends (completed, "
-            "failed, cancelled or expired), signed as task webhooks are. The platform's own "
-            "parameter (the `openai` package: `extra_query`).",
+        callback_query(
+            "POST the batch object here when the batch ends (completed, failed, cancelled "
+            "or expired), signed as task webhooks are. The platform's own parameter (the "
+            "`openai` package: `extra_query`)."
         ),
     ] = None,
 ) -> Batch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -179,6 +180,22 @@ class ModelHarness:
     async def run(self) -> None:
         """Consume continuously (until the test ends), as a replica does."""
         await self.consumer.start()
+
+    @contextlib.asynccontextmanager
+    async def hearing_cancels(self, redis_url: str) -> AsyncIterator[None]:
+        """Inside the block, stop running tasks on cancel requests, as a replica does (its
+        cancel channel listener)."""
+        from deployments._runtime.cancellation import CancelListener
+
+        consumer = self.consumer
+        listener = CancelListener(
+            redis_url, consumer.store.cancel_channel(consumer.spec.name), consumer.cancel
+        )
+        listener.start()
+        try:
+            yield
+        finally:
+            await listener.close()
 
     async def queue_length(self, name: str, *, expect: int | None = None) -> int:
         """Messages ready in `name`; with `expect`, wait up to 5 s for that count (dead-lettering

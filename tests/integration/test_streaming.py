@@ -204,17 +204,11 @@ async def test_a_retried_attempt_sends_no_chunk_twice_and_its_result_is_what_was
 async def test_cancel_stops_a_streaming_model_within_a_second(
     gateway, user, deploy, services, settings
 ):
-    from deployments._runtime.cancellation import CancelListener
-
     headers = await user()
     model = await deploy(Streaming())
     name = model.consumer.spec.name
-    listener = CancelListener(
-        str(settings.redis_url), services.store.cancel_channel(name), model.consumer.cancel
-    )
-    listener.start()
     await model.run()
-    try:
+    async with model.hearing_cancels(str(settings.redis_url)):
         task_id = await submit(gateway, headers, name, {"text": WORDS * 10, "delay_ms": 200})
 
         async def streaming():
@@ -235,8 +229,6 @@ async def test_cancel_stops_a_streaming_model_within_a_second(
         record = await services.store.get(task_id)
         assert record.status.value == "cancelled"
         assert record.chunks < 80  # stopped part way, not run to its end
-    finally:
-        await listener.close()
 
 
 async def test_infer_with_accept_event_stream_sends_each_chunk_then_done(gateway, user, deploy):

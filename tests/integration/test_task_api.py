@@ -58,15 +58,9 @@ async def test_cancel_running__stopped_in_its_replica_and_ends_cancelled(
     headers = await user()
     model = await deploy(Echo())
     name = model.consumer.spec.name
-    # The replica's cancel channel listener, as a replica runs it.
-    from deployments._runtime.cancellation import CancelListener
-
-    listener = CancelListener(
-        str(settings.redis_url), services.store.cancel_channel(name), model.consumer.cancel
-    )
-    listener.start()
     await model.run()
-    try:
+    # The replica's cancel channel listener, as a replica runs it.
+    async with model.hearing_cancels(str(settings.redis_url)):
         task_id = (
             await submit(gateway, headers, name, {"text": "long", "delay_ms": 30_000})
         ).json()["task_id"]
@@ -86,8 +80,6 @@ async def test_cancel_running__stopped_in_its_replica_and_ends_cancelled(
         assert time.monotonic() - started < 5  # stopped, not run to its 30 s end
         await until(lambda: model.consumer.stats.cancelled == 1)  # acked after the write
         assert await model.queue_length(model.names.work) == 0
-    finally:
-        await listener.close()
 
 
 async def test_cancel__403_other_user_404_unknown(gateway, user, deploy):
