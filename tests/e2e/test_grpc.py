@@ -13,6 +13,7 @@ import pytest
 import trustme
 
 from deployments.echo import Echo
+from deployments.embedder import Embedder
 from deployments.iris import Iris
 from deployments.summarizer import Summarizer
 from tests.e2e.test_infer import SETOSA
@@ -32,7 +33,7 @@ def _iris_inputs(triton):
     return inputs
 
 
-def test_tritonclient_grpc_round_trip_on_iris(grpc_address, auth, deploy_model):
+def test_tritonclient_grpc_round_trip_on_iris_and_the_embedder(grpc_address, auth, deploy_model):
     import tritonclient.grpc as triton
     from tritonclient.utils import InferenceServerException
 
@@ -52,6 +53,13 @@ def test_tritonclient_grpc_round_trip_on_iris(grpc_address, auth, deploy_model):
     assert [s.decode() for s in result.as_numpy("species")] == ["setosa"]
     everything = client.infer(iris, _iris_inputs(triton), headers=headers)
     assert everything.as_numpy("probabilities") is not None  # a map: one JSON BYTES element
+    # The neural example: a text in, its 384-value embedding out.
+    embedder = deploy_model(Embedder)
+    text = triton.InferInput("text", [1], "BYTES")
+    text.set_data_from_numpy(np.array([b"Replicas drain the queue."], dtype=np.object_))
+    embedded = client.infer(embedder, [text], headers=headers)
+    assert embedded.as_numpy("vector").shape == (384,)
+    assert embedded.as_numpy("dimension").tolist() == [384]
     with pytest.raises(InferenceServerException, match="not flat") as not_flat:
         client.get_model_metadata(summarizer, headers=headers)
     assert not_flat.value.status() == "StatusCode.INVALID_ARGUMENT"
