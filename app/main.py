@@ -36,7 +36,6 @@ from app.core.metrics import MetricsRecorder
 from app.core.runtime_env import with_env_vars
 from app.core.settings import Settings, get_settings
 from app.core.store import StoreError
-from app.grpc.server import start_grpc, stop_grpc
 from app.inference import Replicas
 from app.openai import routes as openai_routes
 from app.openai.errors import openai_error_body, param_of
@@ -98,6 +97,11 @@ def create_app(
         services = Services.open(settings, registry, metrics=recorder, replicas=replicas)
         app.state.services = services
         services.start()
+        # Imported here: its protocol's messages (package `inference`) would clash in the
+        # protobuf pool with tritonclient's in a process that imports this module to deploy
+        # the gateway and calls it with tritonclient (a test, a script).
+        from app.grpc.server import start_grpc, stop_grpc
+
         grpc_server = None
         try:
             grpc_server = await start_grpc(services, settings)

@@ -69,9 +69,8 @@ def answered(handler: Handler[_Request, _Response]) -> Handler[_Request, _Respon
             return await handler(self, request, context)
         except AppError as error:
             retry_after = (error.headers or {}).get("Retry-After")
-            if retry_after is not None:
-                context.set_trailing_metadata((("retry-after", retry_after),))
-            await context.abort(status_of(error), message_of(error))
+            trailing = (("retry-after", retry_after),) if retry_after is not None else ()
+            await context.abort(status_of(error), message_of(error), trailing)
         except grpc.aio.AbortError:
             raise
         except Exception:
