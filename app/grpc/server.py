@@ -8,9 +8,9 @@ from pathlib import Path
 import grpc
 
 from app.core.settings import Settings
+from app.grpc.messages import METHODS, SERVICE, pb
 from app.grpc.service import InferenceService
 from app.services import Services
-from protos.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,16 @@ async def start_grpc(services: Services, settings: Settings) -> grpc.aio.Server 
             ("grpc.max_send_message_length", limit),
         ]
     )
-    add_GRPCInferenceServiceServicer_to_server(InferenceService(services), server)
+    service = InferenceService(services)
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(service, name),
+            request_deserializer=getattr(pb, request).FromString,
+            response_serializer=getattr(pb, response).SerializeToString,
+        )
+        for name, request, response in METHODS
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     if settings.grpc_tls_cert_file and settings.grpc_tls_key_file:
         credentials = grpc.ssl_server_credentials(

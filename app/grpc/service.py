@@ -21,6 +21,7 @@ from app.api.deps import login_of
 from app.api.routes.health import readiness
 from app.core.errors import AppError, BadRequest, ModelUnavailable
 from app.core.inference import Outcome, outcome_error
+from app.grpc.messages import pb
 from app.grpc.status import message_of, status_of
 from app.oip import (
     BINARY_SIZE,
@@ -31,9 +32,7 @@ from app.oip import (
     tensor_metadata,
 )
 from app.services import Services
-from protos import grpc_predict_v2_pb2 as pb
 from protos.codec import message_from_bytes
-from protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceServicer
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def _token(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
-class InferenceService(GRPCInferenceServiceServicer):  # type: ignore[misc]
+class InferenceService:
     """`inference.GRPCInferenceService` for every live model, added or not since start."""
 
     def __init__(self, services: Services) -> None:
@@ -100,20 +99,20 @@ class InferenceService(GRPCInferenceServiceServicer):  # type: ignore[misc]
         return await login_of(self._services, _token(context))
 
     async def ServerLive(  # noqa: N802 - the protocol's names
-        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ServerLiveResponse:
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(  # noqa: N802
-        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ServerReadyResponse:
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
         checks = await readiness(self._services)
         return pb.ServerReadyResponse(ready=all(v == "ok" for v in checks.values()))
 
     @answered
     async def ServerMetadata(  # noqa: N802
-        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ServerMetadataResponse:
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
         await self._user(context)
         return pb.ServerMetadataResponse(
             name=PLATFORM, version=version("model-serving-platform"), extensions=[]
@@ -121,8 +120,8 @@ class InferenceService(GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     @answered
     async def ModelReady(  # noqa: N802
-        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelReadyResponse:
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
         await self._user(context)
         try:
             model = await self._services.catalog.get(request.name)
@@ -132,8 +131,8 @@ class InferenceService(GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     @answered
     async def ModelMetadata(  # noqa: N802
-        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelMetadataResponse:
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
         await self._user(context)
         model = await flat_model(self._services.catalog, request.name)
         tensors = pb.ModelMetadataResponse.TensorMetadata
@@ -147,8 +146,8 @@ class InferenceService(GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     @answered
     async def ModelInfer(  # noqa: N802
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelInferResponse:
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Any:
         user = await self._user(context)
         services = self._services
         name = request.model_name
@@ -179,7 +178,7 @@ class InferenceService(GRPCInferenceServiceServicer):  # type: ignore[misc]
         return answer
 
 
-def infer_document(request: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
+def infer_document(request: Any) -> tuple[dict[str, Any], bytes]:
     """A gRPC inference request in the REST form `app.oip.request_message` reads: the inputs
     (with their values, or the size of their raw bytes) and the raw bytes in order.
 

@@ -11,11 +11,10 @@ import uuid
 import grpc
 import pytest
 
+from app.grpc.messages import METHODS, SERVICE, pb
 from app.quotas.limits import LimitOverrides
 from deployments.echo import Echo
 from deployments.summarizer import Summarizer
-from protos import grpc_predict_v2_pb2 as pb
-from protos.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from tests.utils.models import Counting
 
 
@@ -33,7 +32,23 @@ def settings(settings):
 @pytest.fixture
 async def stub(gateway_app, settings):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
-        yield GRPCInferenceServiceStub(channel)
+        yield Stub(channel)
+
+
+class Stub:
+    """The protocol's calls on a channel, with the messages the gateway serves."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        for name, request, response in METHODS:
+            setattr(
+                self,
+                name,
+                channel.unary_unary(
+                    f"/{SERVICE}/{name}",
+                    request_serializer=getattr(pb, request).SerializeToString,
+                    response_deserializer=getattr(pb, response).FromString,
+                ),
+            )
 
 
 def bearer(headers: dict[str, str]) -> tuple[tuple[str, str], ...]:
