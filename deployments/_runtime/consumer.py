@@ -392,12 +392,8 @@ class TaskConsumer:
         started = time.perf_counter()
         try:
             response = await (call or self._call_model)(request)
-        except InvalidInput as exc:
-            return InferOutcome(Outcome.INVALID_INPUT, error=str(exc))
-        except TimeoutError:
-            return InferOutcome(Outcome.TIMEOUT, error="process_request timed out")
         except Exception as exc:
-            return InferOutcome(Outcome.MODEL_ERROR, error=_error_text(exc))
+            return _failed(exc)
         finally:
             self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
         if not isinstance(response, self.spec.response):
@@ -441,12 +437,8 @@ class TaskConsumer:
                 except StopAsyncIteration:
                     break
                 yield InferOutcome(Outcome.OK, response=chunk.SerializeToString())
-        except InvalidInput as exc:
-            yield InferOutcome(Outcome.INVALID_INPUT, error=str(exc))
-        except TimeoutError:
-            yield InferOutcome(Outcome.TIMEOUT, error="process_request timed out")
         except Exception as exc:
-            yield InferOutcome(Outcome.MODEL_ERROR, error=_error_text(exc))
+            yield _failed(exc)
         finally:
             await chunks.aclose()
             self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
@@ -586,6 +578,15 @@ class TaskConsumer:
             await settlement
         except BROKER_ERRORS as exc:
             logger.warning("%s: could not settle a message: %s", self.spec.name, exc)
+
+
+def _failed(exc: Exception) -> InferOutcome:
+    """What a synchronous call answers when the model raised `exc`."""
+    if isinstance(exc, InvalidInput):
+        return InferOutcome(Outcome.INVALID_INPUT, error=str(exc))
+    if isinstance(exc, TimeoutError):
+        return InferOutcome(Outcome.TIMEOUT, error="process_request timed out")
+    return InferOutcome(Outcome.MODEL_ERROR, error=_error_text(exc))
 
 
 def _error_text(exc: BaseException) -> str:
