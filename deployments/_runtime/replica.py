@@ -438,6 +438,11 @@ def build_application(
     overrides = dict(overrides or {})
     if model_name is not None:
         overrides["name"] = model_name
+    fixed = deployment_options.get("num_replicas")
+    if isinstance(fixed, int):
+        # A fixed count is the model's bounds too: its fair-share window and the info it
+        # registers count the replicas that run, not the one @model's default allows.
+        overrides["min_replicas"] = overrides["max_replicas"] = fixed
     spec = effective_spec(model_cls, overrides)
     init = dict(init or {})
     check_init(model_cls, init)

@@ -186,3 +186,19 @@ def test_model_replicas_keep_their_serve_variables_whatever_actor_options_are_gi
     for options in (default, given):
         assert MODEL_SERVE_ENV.items() <= options["runtime_env"]["env_vars"].items()
     assert given["num_cpus"] == 0 and given["runtime_env"]["env_vars"]["MINE"] == "1"
+
+
+def test_a_fixed_replica_count_is_the_models_bounds_and_widens_its_fair_share_window():
+    """Two replicas each holding `prefetch` tasks: one user's window must let both work."""
+    from deployments._runtime.replica import effective_spec, model_info
+    from deployments.sdk import build_app
+
+    cls = _decorate(_Batches)
+    app = build_app(cls, num_replicas=2)
+    deployment = app._bound_deployment
+    assert deployment.num_replicas == 2
+    overrides = deployment.init_args[1]
+    assert overrides["min_replicas"] == overrides["max_replicas"] == 2
+    info = model_info(effective_spec(cls, overrides), default_prefetch=16)
+    assert info.fair_share_window == 32
+    assert model_info(effective_spec(cls, None), default_prefetch=16).fair_share_window == 16
