@@ -179,6 +179,11 @@ async def test_a_retried_attempt_sends_no_chunk_twice_and_its_result_is_what_was
         gateway.get(f"/models/{name}/tasks/{task_id}/events", headers=headers)
     )
 
+    async def watched():
+        return services.notifications.watched == 1
+
+    await until(watched)  # the stream sees the task from its first state on
+
     async def finished():
         await model.drain()
         record = await services.store.get(task_id)
