@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# HAProxy's buffer holds a request's line and headers whole. Serve's 16 KiB default refuses a
+# request the API documents: a 2,048-character `callback_url`, percent-encoded, is up to 24 KiB.
+HAPROXY_BUFSIZE = 32 * 1024
 
 
 def haproxy_binary() -> str:
@@ -48,6 +51,7 @@ def haproxy_env(
     run_dir.mkdir(parents=True, exist_ok=True)
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": str(HAPROXY_BUFSIZE),
         "RAY_SERVE_HAPROXY_BINARY_PATH": str(ROOT / "scripts" / "haproxy.sh"),
         "HAPROXY_BINARY": haproxy_binary(),
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),

@@ -81,3 +81,112 @@ def test_tls_on_the_http_frontend_with_a_certificate(tmp_path):
     plain.write_text(CONFIG)
     assert _run(plain, HAPROXY_BINARY=binary).returncode == 0
     assert " ssl " not in plain.read_text()  # no certificate: plain HTTP, as by default
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+CLOSING_REQUEST_TAIL = "HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def _raw_request(port: int, request: bytes) -> bytes:
+    """One request on a fresh connection; everything the server sends until it closes."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "HAProxy never listened"
+            time.sleep(0.05)
+    with sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_the_front_door_takes_the_longest_request_the_api_documents(tmp_path):
+    """A 2,048-character callback URL of 4-byte characters, percent-encoded, reaches the
+    gateway (here a stand-in server) whole; only a request line past the buffer is refused,
+    by HAProxy itself (its own 400 page: HAProxy 2.8 answers a request it could not parse
+    with its built-in message, whatever `errorfile` says)."""
+    import sys
+    import urllib.parse
+
+    from scripts.ingress import HAPROXY_BUFSIZE
+
+    backend_port, front_port = _free_port(), _free_port()
+    backend = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(backend_port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    config = tmp_path / "haproxy.cfg"
+    # Ray writes `tune.bufsize` from RAY_SERVE_HAPROXY_TUNE_BUFSIZE, as haproxy_env sets it.
+    config.write_text(
+        CONFIG.replace("maxconn 64", f"maxconn 64\n    tune.bufsize {HAPROXY_BUFSIZE}")
+        .replace("18999", str(front_port))
+        .replace("127.0.0.1:1", f"127.0.0.1:{backend_port}")
+    )
+    binary = haproxy_env(tmp_path)["HAPROXY_BINARY"]
+    front = subprocess.Popen(
+        ["bash", str(WRAPPER), "-db", "-f", str(config)],
+        env={**os.environ, "HAPROXY_BINARY": binary},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        longest = urllib.parse.quote("\U0010ffff" * 2048)
+        assert len(longest) == 2048 * 12
+        ok = _raw_request(
+            front_port,
+            f"GET /?callback_url={longest} {CLOSING_REQUEST_TAIL}".encode(),
+        )
+        assert ok.startswith(b"HTTP/1.0 200") or ok.startswith(b"HTTP/1.1 200"), ok[:200]
+        refused = _raw_request(
+            front_port,
+            f"GET /?q={'x' * HAPROXY_BUFSIZE} {CLOSING_REQUEST_TAIL}".encode(),
+        )
+        assert refused.startswith(b"HTTP/1.1 400"), refused[:200]
+    finally:
+        front.kill()
+        backend.kill()
+        front.wait(10)
+        backend.wait(10)
+
+
+def test_the_kubernetes_front_door_has_the_same_buffer():
+    import yaml
+
+    from scripts.ingress import HAPROXY_BUFSIZE
+
+    text = (ROOT / "deploy/kubernetes/rayservice.yaml").read_text()
+    values = [
+        entry["value"]
+        for document in yaml.safe_load_all(text)
+        for entry in _env_entries(document)
+        if entry.get("name") == "RAY_SERVE_HAPROXY_TUNE_BUFSIZE"
+    ]
+    assert values and set(values) == {str(HAPROXY_BUFSIZE)}
+
+
+def _env_entries(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("env"), list):
+            yield from node["env"]
+        for value in node.values():
+            yield from _env_entries(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _env_entries(value)
