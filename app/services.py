@@ -126,13 +126,7 @@ class Services:
         """Create the clients; connections open lazily, so a dependency down at start-up
         only makes `/health/ready` fail until it is back."""
         store = ResultStore.from_settings(settings)
-        registry = registry or RayRegistry(
-            name=settings.registry_name,
-            namespace=settings.registry_namespace,
-            ping_interval_s=settings.ping_interval_s,
-            ping_timeout_s=settings.ping_timeout_s,
-            call_timeout_s=settings.io_timeout_s,
-        )
+        registry = registry or RayRegistry.from_settings(settings)
         publisher = Publisher(str(settings.amqp_url), timeout_s=settings.io_timeout_s)
         metrics = metrics or MetricsRecorder()
         caller = ModelCaller(

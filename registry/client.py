@@ -11,10 +11,13 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.core.metrics import Snapshot as MetricsSnapshot
 from registry.schemas import InstanceDetail, InstanceInfo, ModelInfo, ReplicaStatus, Snapshot
+
+if TYPE_CHECKING:
+    from app.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +109,17 @@ class RayRegistry:
         self._ping_timeout_s = ping_timeout_s
         self._call_timeout_s = call_timeout_s
         self._handle: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RayRegistry:
+        """The registry these settings name, with their ping cadence and call bound."""
+        return cls(
+            name=settings.registry_name,
+            namespace=settings.registry_namespace,
+            ping_interval_s=settings.ping_interval_s,
+            ping_timeout_s=settings.ping_timeout_s,
+            call_timeout_s=settings.io_timeout_s,
+        )
 
     def _actor(self) -> Any:
         if self._handle is None:

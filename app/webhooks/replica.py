@@ -41,13 +41,7 @@ class WebhookReplica:
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         await self._dispatcher.attach(channel)
         await self._dispatcher.start()
-        registry = RayRegistry(
-            name=settings.registry_name,
-            namespace=settings.registry_namespace,
-            ping_interval_s=settings.ping_interval_s,
-            ping_timeout_s=settings.ping_timeout_s,
-            call_timeout_s=settings.io_timeout_s,
-        )
+        registry = RayRegistry.from_settings(settings)
         self._reporter = asyncio.get_running_loop().create_task(
             report_metrics_forever(
                 registry,

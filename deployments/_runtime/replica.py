@@ -148,13 +148,7 @@ class ModelReplica:
             batched.set_max_batch_size(self._spec.settings.max_batch_size)
             batched.set_batch_wait_timeout_s(self._spec.settings.batch_wait_timeout_s)
         self._membership = Membership(
-            RayRegistry(
-                name=settings.registry_name,
-                namespace=settings.registry_namespace,
-                ping_interval_s=settings.ping_interval_s,
-                ping_timeout_s=settings.ping_timeout_s,
-                call_timeout_s=settings.io_timeout_s,
-            ),
+            RayRegistry.from_settings(settings),
             model_info(
                 self._spec, app_name=context.app_name, default_prefetch=settings.prefetch_count
             ),

@@ -256,12 +256,7 @@ def test_a_settings_only_redeploy_reaches_the_gateway_while_an_old_instance_ling
     name = deploy_model(Counting)
     assert listed(http, headers)[name]["cached"] is False
     settings = get_settings()
-    registry = RayRegistry(
-        name=settings.registry_name,
-        namespace=settings.registry_namespace,
-        ping_interval_s=settings.ping_interval_s,
-        ping_timeout_s=settings.ping_timeout_s,
-    )
+    registry = RayRegistry.from_settings(settings)
     old = model_info(effective_spec(Counting, {"name": name}))
     lingering = InstanceInfo(instance_id=f"lingering-{name}")
     stop = threading.Event()

@@ -58,12 +58,7 @@ def test_a_replica_refused_later_stops_consuming(http, auth, deploy_model):
     name = deploy_model(Echo)
     wait_for(lambda: _consumers(name) == 1, timeout=30)
     settings = get_settings()
-    registry = RayRegistry(
-        name=settings.registry_name,
-        namespace=settings.registry_namespace,
-        ping_interval_s=settings.ping_interval_s,
-        ping_timeout_s=settings.ping_timeout_s,
-    )
+    registry = RayRegistry.from_settings(settings)
     impostor = ModelInfo(
         name=name,
         request_type=IrisRequest.DESCRIPTOR.full_name,

@@ -164,12 +164,7 @@ def _registry_snapshot():
     from registry.client import RayRegistry
 
     settings = get_settings()
-    registry = RayRegistry(
-        name=settings.registry_name,
-        namespace=settings.registry_namespace,
-        ping_interval_s=settings.ping_interval_s,
-        ping_timeout_s=settings.ping_timeout_s,
-    )
+    registry = RayRegistry.from_settings(settings)
     try:
         return asyncio.run(registry.snapshot())
     except Exception:  # restarting
