@@ -23,6 +23,8 @@ DEFAULT_MAX_WORDS = 120
 MAX_WORDS = 2000
 MAX_QUESTION_CHARS = 4000
 _WORDS = re.compile(r"\S+\s*")
+# Words of a question that name a section by another name.
+ALIASES = {"dictionary": "typesmapping", "fstring": "formatstrings"}
 
 
 @model(
@@ -55,10 +57,19 @@ class PythonDocs:
         """The name and the text of the section that best matches `question`: a section named
         by a word of the question first (`with`, `lambda`), the closest by TF-IDF among them."""
         scores = (self._index @ self._vectorizer.transform([question]).T).toarray().ravel()
-        words = set(re.findall(r"[a-z]+", question.lower()))
+        tokens = re.findall(r"[a-z]+(?:-[a-z]+)*", question.lower())
+        # `f-strings` is `f`, `strings` and `fstrings`.
+        tokens += [part for token in tokens for part in token.split("-")]
+        words = {_singular(token.replace("-", "")) for token in tokens}
+        aliased = {ALIASES[word] for word in words if word in ALIASES}
         for index, name in enumerate(self._topics):
-            if name in words:
-                scores[index] += 1.0
+            parts = {_singular(part) for part in name.split("-")}
+            if name in aliased:
+                scores[index] += 1.5  # named on purpose: `f-strings` is `formatstrings`
+            elif parts <= words:
+                # Named by the question; a name of more words (`string-methods`) is the
+                # closer match than one of them alone (`strings`).
+                scores[index] += 1.0 + 0.5 * (len(parts) - 1)
         best = int(scores.argmax())
         if scores[best] <= 0:
             raise InvalidInput(
@@ -91,3 +102,14 @@ def _readable(section: str) -> str:
 
 
 app = serve_app(PythonDocs)
+
+
+def _singular(word: str) -> str:
+    """`lists` and `list` alike (a section is named `lists`, a question says "list")."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word

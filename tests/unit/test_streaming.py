@@ -208,6 +208,16 @@ def test_python_docs_streams_the_matching_reference_section_word_by_word():
     assert [c.finish_reason for c in chunks] == [""] * 11 + ["length"]
     short = asyncio.run(answer("pass", max_tokens=2000))
     assert short[-1].finish_reason == "stop" and short[0].source == "pass"
+    # A section is found by the words a question uses for it, plural or not.
+    for question, section in (
+        ("How do list comprehensions work?", "lists"),
+        ("how do classes work", "class"),
+        ("What are the string methods?", "string-methods"),
+        ("How do dictionaries work?", "typesmapping"),
+        ("How does slicing work?", "slicings"),
+        ("What are f-strings?", "formatstrings"),
+    ):
+        assert docs.best_section(question)[0] == section, question
     from deployments.sdk import InvalidInput
 
     with pytest.raises(InvalidInput, match="user message"):
