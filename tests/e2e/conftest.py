@@ -9,7 +9,6 @@ a registry name of this session's own.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import AMQP_URL, REDIS_URL, service_missing
+from tests.utils.net import free_port
 
 PING_INTERVAL_S = 1.0
 
@@ -26,12 +26,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e" in str(item.path):
             item.add_marker(pytest.mark.e2e)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -53,10 +47,10 @@ def serve_url() -> Iterator[str]:
     os.environ.update(
         haproxy_env(
             Path(tempfile.mkdtemp(prefix="hap-", dir="/tmp")),
-            metrics_port=_free_port(),
-            stats_port=_free_port(),
-            fallback_http_port=_free_port(),
-            fallback_grpc_port=_free_port(),
+            metrics_port=free_port(),
+            stats_port=free_port(),
+            fallback_http_port=free_port(),
+            fallback_grpc_port=free_port(),
         )
     )
     os.environ.update(
@@ -81,7 +75,7 @@ def serve_url() -> Iterator[str]:
             "APP_WEBHOOK_BACKOFF_S": "0.1",
             "APP_WEBHOOK_MAX_ATTEMPTS": "3",
             # The Open Inference Protocol over gRPC, on a port of this session's own.
-            "APP_GRPC_PORT": str(_free_port()),
+            "APP_GRPC_PORT": str(free_port()),
         }
     )
     from app.core.settings import get_settings
@@ -98,7 +92,7 @@ def serve_url() -> Iterator[str]:
         _node_ip_address="127.0.0.1",
         log_to_driver=False,
     )
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         yield f"http://127.0.0.1:{port}"

@@ -8,8 +8,6 @@ tritonclient's in protobuf's pool."""
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 import trustme
@@ -20,6 +18,7 @@ from deployments.iris import Iris
 from deployments.summarizer import Summarizer
 from tests.e2e.test_infer import SETOSA
 from tests.utils.e2e import wait_for
+from tests.utils.net import free_port
 
 
 def _metadata(headers: dict[str, str]) -> dict[str, str]:
@@ -100,12 +99,6 @@ def test_a_model_deployed_later_and_its_errors(grpc_address, auth, deploy_model)
     client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_grpc_over_tls_with_the_cas_certificate_and_nothing_without_it(
     gateway_url, auth, deploy_model, tmp_path
 ):
@@ -123,7 +116,7 @@ def test_grpc_over_tls_with_the_cas_certificate_and_nothing_without_it(
     server.cert_chain_pems[0].write_to_path(str(cert))
     server.private_key_pem.write_to_path(str(key))
     ca.cert_pem.write_to_path(str(ca_file))
-    port = _free_port()
+    port = free_port()
     env = {
         "APP_GRPC_PORT": str(port),
         "APP_GRPC_TLS_CERT_FILE": str(cert),

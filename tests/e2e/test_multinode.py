@@ -33,6 +33,7 @@ import pytest
 from scripts.ingress import haproxy_env
 from tests.conftest import AMQP_URL, REDIS_URL
 from tests.utils.e2e import promote, wait_for
+from tests.utils.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PING_INTERVAL_S = 2.0
@@ -40,12 +41,6 @@ PING_TIMEOUT_S = 1.0
 WORKERS = ("127.0.0.2", "127.0.0.3")
 MODEL = "echo-multinode"
 TASKS = 500
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_open(port: int) -> bool:
@@ -83,10 +78,10 @@ def _node_ports(index: int) -> list[str]:
     take ports from a range of the node's own, below the kernel's ephemeral range."""
     low = 24_000 + 500 * index
     return [
-        "--metrics-export-port", str(_free_port()),
-        "--dashboard-agent-listen-port", str(_free_port()),
-        "--dashboard-agent-grpc-port", str(_free_port()),
-        "--runtime-env-agent-port", str(_free_port()),
+        "--metrics-export-port", str(free_port()),
+        "--dashboard-agent-listen-port", str(free_port()),
+        "--dashboard-agent-grpc-port", str(free_port()),
+        "--runtime-env-agent-port", str(free_port()),
         "--min-worker-port", str(low),
         "--max-worker-port", str(low + 400),
     ]  # fmt: skip
@@ -117,17 +112,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     env.update(
         haproxy_env(
             Path(tempfile.mkdtemp(prefix="hapmn-", dir="/tmp")),
-            metrics_port=_free_port(),
-            stats_port=_free_port(),
-            fallback_http_port=_free_port(),
-            fallback_grpc_port=_free_port(),
+            metrics_port=free_port(),
+            stats_port=free_port(),
+            fallback_http_port=free_port(),
+            fallback_grpc_port=free_port(),
         )
     )
     ray = str(Path(sys.executable).with_name("ray"))
     logs = tmp_path_factory.mktemp("multinode")
     # Short, as Ray's socket paths must be; made here, so no one else owns it.
     temp_dir = Path(tempfile.mkdtemp(prefix="raymn-", dir="/tmp"))
-    gcs_port, http_port = _free_port(), _free_port()
+    gcs_port, http_port = free_port(), free_port()
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(name: str, args: list[str]) -> subprocess.Popen[bytes]:

@@ -19,14 +19,9 @@ import pytest
 import trustme
 
 from tests.utils.e2e import wait_for
+from tests.utils.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _session_config() -> str:
@@ -40,11 +35,9 @@ def _session_config() -> str:
         if not re.search(r"stats socket|server-state|metrics\.sock|log-format-sd", line)
     ]
     text = "\n".join(kept) + "\n"
-    text = re.sub(
-        r"(frontend http_frontend\n    bind )\S+", rf"\g<1>127.0.0.1:{_free_port()}", text
-    )
-    text = re.sub(r"(frontend prometheus\n    bind )\S+", rf"\g<1>127.0.0.1:{_free_port()}", text)
-    return re.sub(r"(listen stats\n  bind )\S+", rf"\g<1>127.0.0.1:{_free_port()}", text)
+    text = re.sub(r"(frontend http_frontend\n    bind )\S+", rf"\g<1>127.0.0.1:{free_port()}", text)
+    text = re.sub(r"(frontend prometheus\n    bind )\S+", rf"\g<1>127.0.0.1:{free_port()}", text)
+    return re.sub(r"(listen stats\n  bind )\S+", rf"\g<1>127.0.0.1:{free_port()}", text)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ model added after the server started is served at once."""
 
 from __future__ import annotations
 
-import socket
 import struct
 import uuid
 
@@ -16,17 +15,12 @@ from app.quotas.limits import LimitOverrides
 from deployments.echo import Echo
 from deployments.summarizer import Summarizer
 from tests.utils.models import Counting
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.utils.net import free_port
 
 
 @pytest.fixture
 def settings(settings):
-    return settings.model_copy(update={"grpc_port": _free_port()})
+    return settings.model_copy(update={"grpc_port": free_port()})
 
 
 @pytest.fixture

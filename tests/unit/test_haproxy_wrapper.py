@@ -10,6 +10,7 @@ from pathlib import Path
 import trustme
 
 from scripts.ingress import haproxy_env
+from tests.utils.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT / "scripts/haproxy.sh"
@@ -83,14 +84,6 @@ def test_tls_on_the_http_frontend_with_a_certificate(tmp_path):
     assert " ssl " not in plain.read_text()  # no certificate: plain HTTP, as by default
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 CLOSING_REQUEST_TAIL = "HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
 
@@ -125,7 +118,7 @@ def test_the_front_door_takes_the_longest_request_the_api_documents(tmp_path):
 
     from scripts.ingress import HAPROXY_BUFSIZE
 
-    backend_port, front_port = _free_port(), _free_port()
+    backend_port, front_port = free_port(), free_port()
     backend = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(backend_port), "--bind", "127.0.0.1"],
         cwd=tmp_path,
@@ -164,29 +157,3 @@ def test_the_front_door_takes_the_longest_request_the_api_documents(tmp_path):
         backend.kill()
         front.wait(10)
         backend.wait(10)
-
-
-def test_the_kubernetes_front_door_has_the_same_buffer():
-    import yaml
-
-    from scripts.ingress import HAPROXY_BUFSIZE
-
-    text = (ROOT / "deploy/kubernetes/rayservice.yaml").read_text()
-    values = [
-        entry["value"]
-        for document in yaml.safe_load_all(text)
-        for entry in _env_entries(document)
-        if entry.get("name") == "RAY_SERVE_HAPROXY_TUNE_BUFSIZE"
-    ]
-    assert values and set(values) == {str(HAPROXY_BUFSIZE)}
-
-
-def _env_entries(node):
-    if isinstance(node, dict):
-        if isinstance(node.get("env"), list):
-            yield from node["env"]
-        for value in node.values():
-            yield from _env_entries(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _env_entries(value)

@@ -118,6 +118,16 @@ def test_credentials_come_from_the_secret_the_cluster_makes(rendered):
         assert env["FORWARDED_ALLOW_IPS"]["value"] not in ("*", "")
 
 
+def test_the_front_door_has_the_buffer_of_the_local_platform(rendered):
+    """HAProxy's request buffer as `scripts/ingress.py` sets it on every other platform, room
+    for the longest request line the API documents."""
+    from scripts.ingress import HAPROXY_BUFSIZE
+
+    for container in _ray_containers(_one(rendered, "RayService")):
+        env = {e["name"]: e for e in container["env"]}
+        assert env["RAY_SERVE_HAPROXY_TUNE_BUFSIZE"]["value"] == str(HAPROXY_BUFSIZE)
+
+
 def _secret_refs(node) -> list[tuple[str, str]]:
     """Every {name, key} pair under a secretKeyRef or credentials entry."""
     found = []
