@@ -52,6 +52,8 @@ class PythonDocs:
         # No stop words: the sections' names are keywords like `with`, `if` and `in`.
         self._vectorizer = TfidfVectorizer(sublinear_tf=True)
         self._index = self._vectorizer.fit_transform(self._texts)
+        # Each section's name as the words a question would use for it.
+        self._name_words = [{_singular(part) for part in name.split("-")} for name in self._topics]
 
     def best_section(self, question: str) -> tuple[str, str]:
         """The name and the text of the section that best matches `question`: a section named
@@ -62,8 +64,7 @@ class PythonDocs:
         tokens += [part for token in tokens for part in token.split("-")]
         words = {_singular(token.replace("-", "")) for token in tokens}
         aliased = {ALIASES[word] for word in words if word in ALIASES}
-        for index, name in enumerate(self._topics):
-            parts = {_singular(part) for part in name.split("-")}
+        for index, (name, parts) in enumerate(zip(self._topics, self._name_words, strict=True)):
             if name in aliased:
                 scores[index] += 1.5  # named on purpose: `f-strings` is `formatstrings`
             elif parts <= words:
@@ -101,9 +102,6 @@ def _readable(section: str) -> str:
     return " ".join(" ".join(lines).split())
 
 
-app = serve_app(PythonDocs)
-
-
 def _singular(word: str) -> str:
     """`lists` and `list` alike (a section is named `lists`, a question says "list")."""
     if len(word) > 4 and word.endswith("ies"):
@@ -113,3 +111,6 @@ def _singular(word: str) -> str:
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
         return word[:-1]
     return word
+
+
+app = serve_app(PythonDocs)

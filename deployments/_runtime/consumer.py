@@ -584,9 +584,8 @@ def _failed(exc: Exception) -> InferOutcome:
     """What a synchronous call answers when the model raised `exc`."""
     if isinstance(exc, InvalidInput):
         return InferOutcome(Outcome.INVALID_INPUT, error=str(exc))
-    if isinstance(exc, TimeoutError):
-        return InferOutcome(Outcome.TIMEOUT, error="process_request timed out")
-    return InferOutcome(Outcome.MODEL_ERROR, error=_error_text(exc))
+    outcome = Outcome.TIMEOUT if isinstance(exc, TimeoutError) else Outcome.MODEL_ERROR
+    return InferOutcome(outcome, error=_error_text(exc))
 
 
 def _error_text(exc: BaseException) -> str:
