@@ -14,9 +14,9 @@ import argparse
 import asyncio
 import sys
 
+from app.accounts.users import ROLE_ADMIN, ROLE_USER, UserStore
+from app.core.redis_scripts import StoreError
 from app.core.settings import get_settings
-from app.core.store import StoreError
-from app.core.users import ROLE_ADMIN, ROLE_USER, UserStore
 
 
 async def set_role(login: str, role: str) -> bool:

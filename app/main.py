@@ -24,19 +24,19 @@ from app.api.routes import (
     health,
     infer,
     models,
-    oip,
     results,
     tasks,
 )
-from app.api.routes.oip import oip_error_body
 from app.core.broker import BrokerError
 from app.core.errors import AppError, PayloadTooLarge, Unavailable
 from app.core.logging import configure_logging
 from app.core.metrics import MetricsRecorder
+from app.core.redis_scripts import StoreError
 from app.core.runtime_env import with_env_vars
 from app.core.settings import Settings, get_settings
-from app.core.store import StoreError
-from app.inference import Replicas
+from app.inference.caller import Replicas
+from app.oip import routes as oip_routes
+from app.oip.routes import oip_error_body
 from app.openai import routes as openai_routes
 from app.openai.errors import openai_error_body, param_of
 from app.services import Services
@@ -100,7 +100,7 @@ def create_app(
         # Imported here: its protocol's messages (package `inference`) would clash in the
         # protobuf pool with tritonclient's in a process that imports this module to deploy
         # the gateway and calls it with tritonclient (a test, a script).
-        from app.grpc.server import start_grpc, stop_grpc
+        from app.oip.grpc.server import start_grpc, stop_grpc
 
         grpc_server = None
         try:
@@ -131,7 +131,7 @@ def create_app(
         tasks.batch_router,
         results.router,
         infer.router,
-        oip.router,
+        oip_routes.router,
         health.router,
         admin.router,
         admin.status_router,

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from google.protobuf.message import Message
 
-from app.catalog import LiveModel
+from app.catalog.catalog import LiveModel
 from protos.codec import PROTOBUF_CONTENT_TYPE
 from protos.json_schema import component_name, example, message_schemas
 

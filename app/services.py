@@ -8,30 +8,33 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
-from app.catalog import ModelCatalog
+from app.accounts.login_throttle import LoginPolicy, LoginThrottle
+from app.accounts.secrets import SigningKey
+from app.accounts.security import PasswordHashing, VerifiedTokens
+from app.accounts.users import AccountCache, UserStore
+from app.catalog.catalog import ModelCatalog
+from app.catalog.switches import ModelSwitches
 from app.core.broker import BrokerError, Publisher, QueueMissing
-from app.core.cache import ResultCache
-from app.core.dead_letters import DeadLetters
 from app.core.errors import ModelDisabled
-from app.core.idempotency import IdempotencyKeys
-from app.core.login_throttle import LoginPolicy, LoginThrottle
 from app.core.metrics import TASKS_FINISHED, MetricsRecorder
-from app.core.ratelimit import TokenBuckets
-from app.core.secrets import SigningKey
-from app.core.security import PasswordHashing, VerifiedTokens
+from app.core.redis_scripts import StoreError
 from app.core.settings import Settings
-from app.core.store import ResultStore, StoreError, Transition
-from app.core.switches import ModelSwitches
-from app.core.users import AccountCache, UserStore
-from app.core.webhook_queue import declare_webhook_queues
-from app.inference import ModelCaller, Replicas, ServeReplicas
-from app.notifications import TaskNotifications
-from app.openai.batches import BatchStore, BatchWorker
+from app.inference.cache import ResultCache
+from app.inference.caller import ModelCaller, Replicas, ServeReplicas
+from app.openai.batch_worker import BatchWorker
+from app.openai.batches import BatchStore
 from app.openai.files import FileStore
-from app.quotas.leases import Leases
-from app.quotas.limits import LimitStore, UserLimits
-from app.quotas.refusals import refusal
-from app.submission import Accepted, Submitter
+from app.push.notifications import TaskNotifications
+from app.sharing.leases import Leases
+from app.sharing.limits import LimitStore, UserLimits
+from app.sharing.ratelimit import TokenBuckets
+from app.sharing.refusals import refusal
+from app.tasks.dead_letters import DeadLetters
+from app.tasks.idempotency import IdempotencyKeys
+from app.tasks.shapes import Transition
+from app.tasks.store import ResultStore
+from app.tasks.submission import Accepted, Submitter
+from app.webhooks.queue import declare_webhook_queues
 from protos.task_pb2 import WebhookJob
 from registry.client import RayRegistry, Registry, report_metrics_forever
 from registry.schemas import InstanceDetail, ReplicaStatus

@@ -100,7 +100,7 @@ def empty_queues(name: str) -> None:
     async def delete() -> None:
         from redis.asyncio import Redis
 
-        from app.core.fair_share import hold_queue
+        from app.sharing.fair_share import hold_queue
 
         # Fair share's holds too: an earlier figure's backlog held for its user would
         # otherwise be released into the new queue, as load behind the next figure's back.

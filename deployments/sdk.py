@@ -214,7 +214,7 @@ def serve_app(cls: type) -> Callable[[dict[str, Any]], Application]:
     spec_of(cls)  # fail at import, not at deploy
 
     def app(args: dict[str, Any]) -> Application:
-        from deployments._runtime.replica import application_from_args
+        from deployments._runtime.application import application_from_args
 
         return application_from_args(cls, args)
 
@@ -246,7 +246,7 @@ def build_app(
             argument is invalid.
     """
     # Imported here so that defining and unit-testing a model never imports Ray.
-    from deployments._runtime.replica import build_application
+    from deployments._runtime.application import build_application
 
     return build_application(
         cls, model_name=model_name, overrides=overrides, init=init, **deployment_options

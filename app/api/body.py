@@ -21,7 +21,7 @@ from protos.task_pb2 import Batch
 from protos.validation import MessageValidator
 
 if TYPE_CHECKING:
-    from app.catalog import LiveModel
+    from app.catalog.catalog import LiveModel
     from app.services import Services
 
 PROTOBUF_TYPES = {PROTOBUF_CONTENT_TYPE, "application/protobuf", "application/octet-stream"}

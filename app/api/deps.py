@@ -7,13 +7,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from app.accounts.users import ROLE_ADMIN
 from app.core.errors import CallbackNotAllowed, Forbidden, InvalidInput, Unauthorized
-from app.core.fair_share import Priority
-from app.core.users import ROLE_ADMIN
-from app.quotas.headers import rate_limited
-from app.quotas.leases import OPEN_STREAMS, LeaseRefused
 from app.services import Services
-from app.submission import SubmitOptions
+from app.sharing.fair_share import Priority
+from app.sharing.headers import rate_limited
+from app.sharing.leases import OPEN_STREAMS, LeaseRefused
+from app.tasks.submission import SubmitOptions
 from app.webhooks.targets import (
     CALLBACK_URL_PATTERN,
     CallbackInvalid,

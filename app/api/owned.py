@@ -6,8 +6,8 @@ from fastapi import Request, Response, status
 
 from app.core.errors import Forbidden, TaskNotFound
 from app.core.lifecycle import TaskRecord
-from app.core.store import now
 from app.services import Services
+from app.tasks.shapes import now
 from protos.codec import PROTOBUF_CONTENT_TYPE
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.lifecycle import TaskState
-from app.quotas.limits import LimitOverrides, UserLimits
-from app.quotas.usage import Usage
+from app.sharing.limits import LimitOverrides, UserLimits
+from app.sharing.usage import Usage
 
 
 class Credentials(BaseModel):

@@ -1,7 +1,7 @@
 """RabbitMQ: connections, the names of a model's queues, and the confirmed publisher.
 
 Queues of model `m` (all durable, on the default exchange; declared by its replicas, see
-`deployments._runtime.queues`):
+`app.core.queues`):
     m            the work queue; a rejected message dead-letters to `m.dlq`
     m.dlq        tasks that failed for good and messages that could not be decoded
     m.retry.N    a waiting room for attempt N+1: messages sit there for their backoff, then

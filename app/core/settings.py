@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     quota_max_priority: Literal["low", "normal", "high"] = "normal"
 
     # Fair share: each user's tasks of a model beyond their window wait in a hold queue of
-    # their own and move into the model's queue in turn (app.core.fair_share). Off: every
+    # their own and move into the model's queue in turn (app.sharing.fair_share). Off: every
     # task goes straight to the model's queue, first come first served.
     fair_share: bool = True
     # How often a replica looks for held tasks whose owner's window has room.

@@ -18,9 +18,9 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from app.catalog import LiveModel
-from app.core.inference import InferOutcome, Outcome, outcome_error
-from app.inference import ModelCaller
+from app.catalog.catalog import LiveModel
+from app.inference.caller import ModelCaller
+from app.inference.outcome import InferOutcome, Outcome, outcome_error
 from app.openai.errors import OpenAIInvalid, openai_error_body
 from app.openai.schemas import (
     AssistantMessage,

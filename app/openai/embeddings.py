@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from app.catalog import LiveModel, ModelCatalog
+from app.catalog.catalog import LiveModel, ModelCatalog
 from app.core.errors import AppError
-from app.core.inference import Outcome, outcome_error
-from app.inference import ModelCaller
+from app.inference.caller import ModelCaller
+from app.inference.outcome import Outcome, outcome_error
 from app.openai.errors import OpenAIInvalid
 from app.openai.schemas import MAX_INPUTS, Embedding, EmbeddingsRequest, EmbeddingsResponse, Usage
 from app.openai.served import count_tokens, served_model

@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from app.core.store import store_errors
+from app.core.redis_scripts import store_errors
 from app.openai.errors import NotFound
 from app.openai.schemas import FileObject
 

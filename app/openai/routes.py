@@ -52,7 +52,7 @@ from app.openai.schemas import (
     TextCompletion,
 )
 from app.openai.served import served_model
-from app.quotas.leases import OPEN_STREAMS
+from app.sharing.leases import OPEN_STREAMS
 from app.streaming.calls import EVENT_STREAM, stream_call
 
 TAG = "OpenAI API"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.catalog import LiveModel, ModelCatalog
+from app.catalog.catalog import LiveModel, ModelCatalog
 from app.core.errors import ModelNotFound
 from app.openai.errors import NoSuchModel
 

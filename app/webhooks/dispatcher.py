@@ -26,14 +26,16 @@ from typing import Any
 import httpx
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from app.accounts.users import UserStore
 from app.core.broker import BROKER_ERRORS, BrokerError, persistent_message, publish_confirmed
 from app.core.metrics import WEBHOOK_DELIVERIES, MetricsRecorder
+from app.core.redis_scripts import StoreError
 from app.core.settings import Settings
-from app.core.store import ResultStore, StoreError, now
-from app.core.users import UserStore
-from app.core.webhook_queue import declare_webhook_queues, defer_queue, retry_queue
 from app.openai.batches import BatchStore
-from app.quotas.leases import WEBHOOKS_IN_FLIGHT, WEBHOOKS_PER_HOST, LeaseRefused, Leases
+from app.sharing.leases import WEBHOOKS_IN_FLIGHT, WEBHOOKS_PER_HOST, LeaseRefused, Leases
+from app.tasks.shapes import now
+from app.tasks.store import ResultStore
+from app.webhooks.queue import declare_webhook_queues, defer_queue, retry_queue
 from app.webhooks.signing import signature_headers
 from app.webhooks.targets import (
     CallbackInvalid,

@@ -13,7 +13,7 @@ from app.core.broker import connect
 from app.core.logging import configure_logging
 from app.core.metrics import MetricsRecorder
 from app.core.settings import get_settings
-from app.core.store import ResultStore
+from app.tasks.store import ResultStore
 from app.webhooks.dispatcher import WebhookDispatcher
 from registry.client import RayRegistry, report_metrics_forever
 

@@ -39,9 +39,10 @@ async def prefill(name: str, n: int, payloads: list[bytes] | None = None) -> lis
 
     from app.core.broker import persistent_message, publish_confirmed
     from app.core.envelope import created_at, new_envelope
+    from app.core.queues import declare_model_queues
     from app.core.settings import get_settings
-    from app.core.store import PendingTask, ResultStore
-    from deployments._runtime.queues import declare_model_queues
+    from app.tasks.shapes import PendingTask
+    from app.tasks.store import ResultStore
     from protos.echo_pb2 import EchoRequest
 
     settings = get_settings()

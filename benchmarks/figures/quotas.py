@@ -29,7 +29,7 @@ def set_limits(login: str, **limits: float) -> None:
     from redis.asyncio import Redis
 
     from app.core.settings import get_settings
-    from app.quotas.limits import LimitOverrides, LimitStore, UserLimits
+    from app.sharing.limits import LimitOverrides, LimitStore, UserLimits
 
     async def apply() -> None:
         settings = get_settings()

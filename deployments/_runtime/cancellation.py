@@ -47,7 +47,7 @@ class CancelListener:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
-                # The flag, not only the cancellation, ends the loop (see app.notifications).
+                # The flag, not only the cancellation, ends the loop (see app.push.notifications).
                 while not self._closing:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message["type"] == "message":

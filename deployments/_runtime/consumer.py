@@ -25,32 +25,32 @@ from app.core.broker import (
     persistent_message,
     publish_confirmed,
 )
-from app.core.cache import CachedResult, ResultCache
 from app.core.envelope import EnvelopeError, created_at, decode_envelope
-from app.core.inference import InferOutcome, Outcome
 from app.core.metrics import (
-    BATCH_SIZE,
     TASK_LATENCY,
     TASK_RETRIES,
     TASK_RUN_TIME,
     TASKS_FINISHED,
     MetricsRecorder,
 )
-from app.core.store import ResultStore, StoreError, Transition
-from app.core.webhook_queue import declare_webhook_queues
-from deployments._contract import InvalidInput, ModelSpec, progress_reporter
-from deployments._runtime.batching import Batcher, check_results
-from deployments._runtime.fair_share import (
+from app.core.queues import declare_model_queues
+from app.core.redis_scripts import StoreError
+from app.inference.cache import CachedResult, ResultCache
+from app.inference.outcome import InferOutcome
+from app.sharing.releaser import (
     DEFAULT_SWEEP_S,
     RELEASE_ERRORS,
     Releaser,
-    fair_share_window,
 )
+from app.tasks.shapes import Transition
+from app.tasks.store import ResultStore
+from app.webhooks.queue import declare_webhook_queues
+from deployments._contract import InvalidInput, ModelSpec, progress_reporter
+from deployments._runtime.invoker import ModelInvoker, error_text
 from deployments._runtime.progress import ProgressWriter
-from deployments._runtime.queues import declare_model_queues
-from deployments._runtime.streaming import BadChunk, TaskChunks, merged_answer, stream_chunks
+from deployments._runtime.spec import fair_share_window
+from deployments._runtime.streaming import BadChunk, TaskChunks, stream_chunks
 from protos.codec import DecodeFailed, message_from_bytes, message_to_json
-from protos.descriptors import fingerprint
 from protos.task_pb2 import Task, WebhookJob
 
 logger = logging.getLogger(__name__)
@@ -124,8 +124,7 @@ class TaskConsumer:
         self._publish_timeout_s = publish_timeout_s
         self._webhooks = webhooks
         self._progress_interval_s = progress_interval_s
-        self._cache = cache if spec.settings.cache_ttl_s else None
-        self._fingerprint = fingerprint(spec.request, spec.response)
+        self.invoker = ModelInvoker(spec, model, metrics=self.metrics, cache=cache)
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
@@ -134,22 +133,25 @@ class TaskConsumer:
         # The model call of each task running here, so a cancel request can stop it.
         self._running: dict[str, asyncio.Task[tuple[Message, int]]] = {}
         self._cancelling: set[str] = set()
-        self._batcher: Batcher[Message, Message] | None = None
         # Fair share: owners who may have a held task to move in, now that one of theirs ended.
         self.releaser: Releaser | None = None
         self._releases_due: set[str] = set()
         self._sweep_s = sweep_s
         self._sweeper: asyncio.Task[None] | None = None
-        if self.settings.batching:
-            self._batcher = Batcher(
-                self.run_batch,
-                max_batch_size=self.settings.max_batch_size,
-                wait_timeout_s=self.settings.batch_wait_timeout_s,
-                on_batch=self._count_batch,
-            )
 
-    def _count_batch(self, size: int) -> None:
-        self.metrics.observe(BATCH_SIZE, size, self.spec.name, "queue")
+    async def answer(
+        self, payload: bytes, call: Callable[[Message], Awaitable[Message]] | None = None
+    ) -> InferOutcome:
+        """A synchronous call (see `ModelInvoker.answer`)."""
+        return await self.invoker.answer(payload, call)
+
+    def answer_stream(self, payload: bytes) -> AsyncIterator[InferOutcome]:
+        """A synchronous call that streams (see `ModelInvoker.answer_stream`)."""
+        return self.invoker.answer_stream(payload)
+
+    async def run_batch(self, requests: list[Message]) -> Sequence[Message | BaseException]:
+        """One `process_batch` call (see `ModelInvoker.run_batch`)."""
+        return await self.invoker.run_batch(requests)
 
     async def attach(self, channel: AbstractChannel, *, prefetch: int) -> AbstractQueue:
         """Declare the model's queues on `channel` and set its prefetch limit."""
@@ -325,7 +327,7 @@ class TaskConsumer:
             chunks=chunks,
         )
         await self._after_final(task, transition)
-        await self.remember(task.payload, answer)
+        await self.invoker.remember(task.payload, answer)
         await self._settle(message.ack())
         self.stats.succeeded += 1
 
@@ -357,7 +359,7 @@ class TaskConsumer:
         """One task through the model; a streaming model's chunks are written as they come
         (`deployments._runtime.streaming`)."""
         if not self.spec.streams:
-            return await self._call_model(request), 0
+            return await self.invoker.call(request), 0
         chunks = TaskChunks(self.store, task_id, self.spec.response)
 
         async def run() -> Message:
@@ -366,116 +368,16 @@ class TaskConsumer:
                     break  # the task ended elsewhere (a duplicate delivery finished it)
             return await chunks.result()
 
-        return await self._bounded(run()), chunks.count
-
-    async def remember(self, payload: bytes, answer: CachedResult) -> None:
-        """Keep a success in the model's cache (when it has one): best effort."""
-        if self._cache is None or self.settings.cache_ttl_s is None:
-            return
-        key = self._cache.key(self.spec.name, self._fingerprint, self.spec.version, payload)
-        try:
-            await self._cache.put(key, answer, self.settings.cache_ttl_s)
-        except StoreError as exc:
-            logger.warning("%s: result not cached: %s", self.spec.name, exc)
-
-    async def answer(
-        self, payload: bytes, call: Callable[[Message], Awaitable[Message]] | None = None
-    ) -> InferOutcome:
-        """Run the model on a request's bytes for a synchronous call (no task, no queue).
-
-        `call` runs the model (the replica's `@serve.batch` path for a batching model); by
-        default `process_request`."""
-        try:
-            request = message_from_bytes(payload, self.spec.request)
-        except DecodeFailed as exc:
-            return InferOutcome(Outcome.BAD_REQUEST, error=str(exc))
-        started = time.perf_counter()
-        try:
-            response = await (call or self._call_model)(request)
-        except Exception as exc:
-            return _failed(exc)
-        finally:
-            self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
-        if not isinstance(response, self.spec.response):
-            return InferOutcome(
-                Outcome.MODEL_ERROR,
-                error=f"process_request returned {type(response).__name__}, "
-                f"expected {self.spec.response.__name__}",
-            )
-        result = response.SerializeToString()
-        if self._cache is not None:  # the JSON form only for the cache (the gateway makes its own)
-            await self.remember(payload, CachedResult(result, message_to_json(response)))
-        return InferOutcome(Outcome.OK, response=result)
-
-    async def answer_stream(self, payload: bytes) -> AsyncIterator[InferOutcome]:
-        """A synchronous call that streams: an OK outcome per chunk as the model yields it
-        (one, the whole response, for a model that does not stream), and the error as the
-        last outcome if the call fails. The caller going away closes the generator."""
-        if not self.spec.streams:
-            yield await self.answer(payload)
-            return
-        try:
-            request = message_from_bytes(payload, self.spec.request)
-        except DecodeFailed as exc:
-            yield InferOutcome(Outcome.BAD_REQUEST, error=str(exc))
-            return
-        started = time.perf_counter()
-        chunks = stream_chunks(self.spec, self.model, request)
-        # The model's timeout_s bounds the whole call; each step is awaited within what is
-        # left of it (not across a yield, where the caller, not the model, holds things up).
-        loop = asyncio.get_running_loop()
-        timeout_s = self.settings.timeout_s
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        try:
-            while True:
-                step = anext(chunks)
-                try:
-                    if deadline is None:
-                        chunk = await step
-                    else:
-                        chunk = await asyncio.wait_for(step, max(0.0, deadline - loop.time()))
-                except StopAsyncIteration:
-                    break
-                yield InferOutcome(Outcome.OK, response=chunk.SerializeToString())
-        except Exception as exc:
-            yield _failed(exc)
-        finally:
-            await chunks.aclose()
-            self.metrics.observe(TASK_RUN_TIME, time.perf_counter() - started, self.spec.name)
-
-    async def _call_model(self, request: Message) -> Message:
-        """One request through the model: in a batch when the model batches; a streaming
-        model's chunks merged."""
-        if self.spec.streams:
-            merged: Message = await self._bounded(merged_answer(self.spec, self.model, request))
-            return merged
-        if self._batcher is not None:
-            return await self._batcher.submit(request)
-        response: Message = await self._bounded(self.model.process_request(request))
-        return response
-
-    async def run_batch(self, requests: list[Message]) -> Sequence[Message | BaseException]:
-        """One `process_batch` call: a result (or an exception) per request, in order.
-
-        Raises what the call raised, a timeout, or `BatchMismatch` for a wrong-length answer:
-        every request of the batch then has that outcome."""
-        return check_results(await self._bounded(self.model.process_batch(requests)), len(requests))
-
-    async def _bounded(self, call: Awaitable[Any]) -> Any:
-        """Await a model call within the model's `timeout_s`."""
-        if self.settings.timeout_s is None:
-            return await call
-        return await asyncio.wait_for(call, timeout=self.settings.timeout_s)
+        return await self.invoker.bounded(run()), chunks.count
 
     async def close(self) -> None:
-        """Release the batcher (after `stop`)."""
-        if self._batcher is not None:
-            await self._batcher.close()
+        """Release the model's batcher (after `stop`)."""
+        await self.invoker.close()
 
     async def _model_failed(
         self, task: Task, message: AbstractIncomingMessage, exc: Exception
     ) -> None:
-        error = _error_text(exc)
+        error = error_text(exc)
         if task.attempt >= self.settings.max_attempts:
             logger.warning(
                 "%s: task %s failed after %d attempt(s): %s",
@@ -578,18 +480,3 @@ class TaskConsumer:
             await settlement
         except BROKER_ERRORS as exc:
             logger.warning("%s: could not settle a message: %s", self.spec.name, exc)
-
-
-def _failed(exc: Exception) -> InferOutcome:
-    """What a synchronous call answers when the model raised `exc`."""
-    if isinstance(exc, InvalidInput):
-        return InferOutcome(Outcome.INVALID_INPUT, error=str(exc))
-    outcome = Outcome.TIMEOUT if isinstance(exc, TimeoutError) else Outcome.MODEL_ERROR
-    return InferOutcome(outcome, error=_error_text(exc))
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "process_request timed out"
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:MAX_ERROR_CHARS]

@@ -7,7 +7,8 @@ import contextlib
 import logging
 import time
 
-from app.core.store import ResultStore, StoreError
+from app.core.redis_scripts import StoreError
+from app.tasks.store import ResultStore
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from app.core.store import ResultStore
+from app.tasks.store import ResultStore
 from deployments._contract import ModelSpec
 from protos.codec import message_to_json
 

@@ -202,7 +202,7 @@ def test_user_config_change_applies_without_restarting_the_replica(http, auth):
 
 
 def test_bad_config_args__deploy_fails_naming_the_key():
-    from deployments._runtime.replica import application_from_args
+    from deployments._runtime.application import application_from_args
 
     with pytest.raises(TypeError, match="max_sentence"):
         application_from_args(Summarizer, {"init": {"max_sentence": 2}})
@@ -248,7 +248,7 @@ def test_a_settings_only_redeploy_reaches_the_gateway_while_an_old_instance_ling
     import threading
 
     from app.core.settings import get_settings
-    from deployments._runtime.replica import effective_spec, model_info
+    from deployments._runtime.spec import effective_spec, model_info
     from registry.client import RayRegistry
     from registry.schemas import InstanceInfo
 

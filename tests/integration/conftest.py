@@ -15,14 +15,14 @@ from redis.asyncio import Redis
 
 from app.admin import main as admin_cli
 from app.core.broker import QueueNames
-from app.core.cache import ResultCache
 from app.core.errors import ModelUnavailable
-from app.core.inference import InferOutcome, Outcome
 from app.core.settings import Settings, get_settings
-from app.core.store import ResultStore
+from app.inference.cache import ResultCache
+from app.inference.outcome import InferOutcome, Outcome
 from app.main import create_app
+from app.tasks.store import ResultStore
 from deployments._runtime.consumer import TaskConsumer, Webhooks
-from deployments._runtime.replica import model_info
+from deployments._runtime.spec import model_info
 from deployments.sdk import ModelSpec, spec_of
 from registry.schemas import InstanceInfo
 from tests.conftest import AMQP_URL, REDIS_URL, service_missing

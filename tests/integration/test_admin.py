@@ -209,7 +209,7 @@ async def test_replaying_every_letter_runs_each_task_again_and_leaves_what_canno
 async def test_a_replay_whose_publish_fails_leaves_the_letter_and_the_failure(
     gateway, user, admin, deploy, monkeypatch
 ):
-    import app.core.dead_letters as dead_letters
+    import app.tasks.dead_letters as dead_letters
     from app.core.broker import BrokerError
 
     harness = await deploy(Fixable())

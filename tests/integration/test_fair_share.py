@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from app.core.fair_share import hold_queue
 from app.core.lifecycle import TaskStatus
-from app.quotas.limits import LimitOverrides
+from app.sharing.fair_share import hold_queue
+from app.sharing.limits import LimitOverrides
 from tests.utils.models import Recording
 
 WINDOW = 4

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from app.core.settings import Settings
-from app.core.store import ResultStore
 from app.main import create_app
+from app.tasks.store import ResultStore
 from deployments.echo import Echo
 from tests.utils.registry import LocalRegistry
 

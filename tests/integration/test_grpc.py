@@ -10,8 +10,8 @@ import uuid
 import grpc
 import pytest
 
-from app.grpc.messages import METHODS, SERVICE, pb
-from app.quotas.limits import LimitOverrides
+from app.oip.grpc.messages import METHODS, SERVICE, pb
+from app.sharing.limits import LimitOverrides
 from deployments.echo import Echo
 from deployments.summarizer import Summarizer
 from tests.utils.models import Counting

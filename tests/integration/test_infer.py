@@ -115,7 +115,7 @@ async def test_cache__a_new_version_or_schema_never_gets_an_old_answer(
 ):
     import dataclasses
 
-    from deployments._runtime.replica import model_info
+    from deployments._runtime.spec import model_info
     from registry.schemas import InstanceInfo
 
     headers = await user()

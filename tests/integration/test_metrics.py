@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from deployments._runtime.replica import model_info
+from deployments._runtime.spec import model_info
 from deployments.echo import Echo
 from registry.schemas import InstanceInfo
 from tests.utils.prometheus import sample

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from app.quotas.limits import LimitOverrides
+from app.sharing.limits import LimitOverrides
 from deployments.echo import Echo
 from tests.utils.models import HashingEmbedder
 
@@ -251,7 +251,7 @@ async def test_a_worker_dying_between_submit_and_record_queues_no_line_twice(
 ):
     """The chunk is submitted again with the same idempotency key: the same tasks come back,
     so every line still has exactly one task."""
-    from app.core.store import StoreError
+    from app.core.redis_scripts import StoreError
     from app.openai import batches
 
     login = "crash-" + str(time.monotonic_ns())
@@ -263,7 +263,7 @@ async def test_a_worker_dying_between_submit_and_record_queues_no_line_twice(
     failed = []
 
     async def call(script, keys, args):
-        if script is batches._RECORD_CHUNK and not failed:
+        if script is batches.RECORD_CHUNK and not failed:
             failed.append(args)
             raise StoreError("the worker died here")
         return await real_call(script, keys, args)

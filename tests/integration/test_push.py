@@ -99,7 +99,7 @@ async def test_a_burst_of_final_writes_wakes_its_waiters_in_slices(gateway, user
     records `WAKE_SLICE` at a time, with a loop turn for other requests in between."""
     import contextlib
 
-    from app.notifications import WAKE_SLICE
+    from app.push.notifications import WAKE_SLICE
 
     headers = await user()
     model = await deploy(Echo())

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from app.quotas.limits import LimitOverrides
+from app.sharing.limits import LimitOverrides
 from deployments.echo import Echo
 from tests.utils.factories import unique
 

@@ -333,7 +333,7 @@ async def test_sign_ups_are_limited_per_client_address(gateway_app, services):
 
 
 async def test_password_hashing_past_its_bound__503_with_retry_after(gateway, services):
-    from app.core.security import PasswordHashing
+    from app.accounts.security import PasswordHashing
 
     services.passwords = PasswordHashing(workers=1, queue=1)
     answers = await asyncio.gather(

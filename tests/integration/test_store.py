@@ -9,7 +9,7 @@ import time
 import pytest
 
 from app.core.lifecycle import FINAL_STATES, TRANSITIONS, TaskStatus
-from app.core.store import PendingTask
+from app.tasks.shapes import PendingTask
 
 START = {"attempt": 1, "model": "m", "owner": "u", "created_at": 1.0}
 

@@ -78,7 +78,7 @@ async def test_chunks_are_handed_to_every_stream_as_they_come_by_the_one_subscri
 ):
     """Live, not read back at the end: each chunk reaches the waiting streams while the model
     still runs, through the replica's one subscription, with no read per stream."""
-    from app.notifications import Chunk
+    from app.push.watch import Chunk
 
     headers = await user()
     model = await deploy(Streaming())

@@ -320,7 +320,7 @@ async def test_a_burst_to_a_prompt_receiver_waits_its_turn_not_a_deferral(
 async def test_a_users_deliveries_in_flight_are_limited(
     gateway, user, deploy, store, services, make_dispatcher
 ):
-    from app.quotas.limits import LimitOverrides
+    from app.sharing.limits import LimitOverrides
 
     receiver = Receiver(delay_s=0.3)
     try:

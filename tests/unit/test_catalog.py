@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from app.catalog import ModelCatalog
+from app.catalog.catalog import ModelCatalog
 from app.core.errors import ModelNotFound, Unavailable
-from deployments._runtime.replica import model_info
+from deployments._runtime.spec import model_info
 from deployments.echo import Echo
 from deployments.sdk import spec_of
 from registry.client import RegistryUnavailable

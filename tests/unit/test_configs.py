@@ -103,11 +103,13 @@ def test_every_model_app_in_serve_config_builds_from_its_args(monkeypatch):
     """The args in the shipped file are ones the models accept (a bad key would fail deploy)."""
     import importlib
 
-    from deployments._runtime import replica
+    from deployments._runtime import application
 
     built = {}
     monkeypatch.setattr(
-        replica, "build_application", lambda cls, **kwargs: built.setdefault(cls.__name__, kwargs)
+        application,
+        "build_application",
+        lambda cls, **kwargs: built.setdefault(cls.__name__, kwargs),
     )
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     for app in config["applications"]:

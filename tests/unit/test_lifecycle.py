@@ -11,7 +11,8 @@ from app.core.lifecycle import (
     TaskStatus,
     allowed_sources,
 )
-from app.core.store import _REQUEST_CANCEL, _TRANSITION, ResultStore
+from app.tasks.records import REQUEST_CANCEL, TRANSITION
+from app.tasks.store import ResultStore
 
 
 def test_every_status_has_its_sources_and_final_ones_lead_nowhere():
@@ -26,10 +27,12 @@ def test_every_status_has_its_sources_and_final_ones_lead_nowhere():
 
 def test_scripts_are_built_from_the_lifecycle():
     for status in FINAL_STATES:
-        assert f"['{status.value}'] = true" in _TRANSITION
+        assert f"[{status.name}] = true" in TRANSITION.source
+        assert f"local {status.name} = '{status.value}'" in TRANSITION.source
     # The cancel script cancels from exactly the states the table allows.
     assert TRANSITIONS[TaskStatus.CANCELLED] == {"pending", "running"}
-    assert "'pending'" in _REQUEST_CANCEL and "'running'" in _REQUEST_CANCEL
+    assert "current == PENDING" in REQUEST_CANCEL.source
+    assert "current == RUNNING" in REQUEST_CANCEL.source
 
 
 def raw(**fields):

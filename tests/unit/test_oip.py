@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from app.oip import (
+from app.oip.codec import (
     TensorError,
     flat_problem,
     request_message,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from openapi_spec_validator import validate
 
-from app.catalog import LiveModel
+from app.catalog.catalog import LiveModel
 from app.core.settings import Settings
 from app.openapi import base_openapi, with_models
 from protos.descriptors import MessageTypes, descriptor_set, fingerprint

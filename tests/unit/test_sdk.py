@@ -175,7 +175,7 @@ def test_num_gpus_reaches_the_replica_actor_options_next_to_num_cpus():
 def test_model_replicas_keep_their_serve_variables_whatever_actor_options_are_given():
     """Without RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=0 every stopping model replica
     would wait out the front door's 30 s deregistration window."""
-    from deployments._runtime.replica import MODEL_SERVE_ENV
+    from deployments._runtime.application import MODEL_SERVE_ENV
     from deployments.sdk import build_app
 
     cls = _decorate(_Batches)
@@ -190,7 +190,7 @@ def test_model_replicas_keep_their_serve_variables_whatever_actor_options_are_gi
 
 def test_a_fixed_replica_count_is_the_models_bounds_and_widens_its_fair_share_window():
     """Two replicas each holding `prefetch` tasks: one user's window must let both work."""
-    from deployments._runtime.replica import effective_spec, model_info
+    from deployments._runtime.spec import effective_spec, model_info
     from deployments.sdk import build_app
 
     cls = _decorate(_Batches)

@@ -5,14 +5,14 @@ import time
 import jwt
 import pytest
 
-from app.core.errors import Unauthorized
-from app.core.security import (
+from app.accounts.security import (
     VerifiedTokens,
     create_access_token,
     hash_password,
     login_from_token,
     verify_password,
 )
+from app.core.errors import Unauthorized
 from app.core.settings import Settings
 
 SECRET = "unit-test-secret-0123456789abcdef0123456789"

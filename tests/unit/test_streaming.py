@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from app.api.routes.results import StreamPosition
-from app.core.inference import InferOutcome, Outcome
-from app.notifications import Chunk
+from app.inference.outcome import InferOutcome, Outcome
 from app.openai.completions import CHAT, COMPLETIONS, ChunkEvents, chat_request, completion_request
 from app.openai.errors import OpenAIInvalid
 from app.openai.schemas import ChatCompletionRequest, CompletionRequest
+from app.push.watch import Chunk
 from deployments._runtime.streaming import merge_chunk
 from deployments.python_docs import PythonDocs
 from deployments.sdk import OpenAIMapping, model, spec_of

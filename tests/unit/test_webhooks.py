@@ -7,7 +7,7 @@ import time
 import pytest
 import standardwebhooks
 
-from app.core.secrets import new_webhook_secret
+from app.accounts.secrets import new_webhook_secret
 from app.webhooks.signing import signature_headers
 from app.webhooks.targets import (
     CallbackInvalid,

@@ -8,8 +8,8 @@ from app.api.deps import CurrentUser, ServicesDep
 from app.api.routing import BoundedJsonRoute
 from app.api.schemas import AccountOut, WebhookSecretOut, error_responses
 from app.core.errors import Unauthorized
-from app.quotas.limits import UserLimits
-from app.quotas.usage import Usage, read_usage
+from app.sharing.limits import UserLimits
+from app.sharing.usage import Usage, read_usage
 
 router = APIRouter(prefix="/account", tags=["account"], route_class=BoundedJsonRoute)
 

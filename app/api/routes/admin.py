@@ -33,7 +33,7 @@ from app.api.schemas import (
     error_responses,
 )
 from app.core.errors import UserNotFound
-from app.quotas.limits import LimitOverrides
+from app.sharing.limits import LimitOverrides
 
 router = APIRouter(prefix="/admin", tags=["admin"], route_class=BoundedJsonRoute)
 status_router = APIRouter(tags=["admin"], route_class=BoundedJsonRoute)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from pydantic import ValidationError
 
+from app.accounts.login_throttle import retry_after
+from app.accounts.security import create_access_token
 from app.api.deps import ClientAddress, ServicesDep
 from app.api.routing import bounded_route
 from app.api.schemas import Credentials, TokenOut, UserOut, error_responses
 from app.core.errors import BadRequest, Conflict, InvalidInput, TooManyRequests, Unauthorized
-from app.core.login_throttle import retry_after
-from app.core.security import create_access_token
 from protos.codec import DecodeFailed, load_json
 
 BAD_CREDENTIALS = "wrong login or password"

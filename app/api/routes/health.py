@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from app.api.deps import ServicesDep
 from app.api.routing import BoundedJsonRoute
 from app.api.schemas import HealthOut, error_responses
-from app.catalog import LiveModel
+from app.catalog.catalog import LiveModel
 from app.core.broker import QueueNames
 from app.core.errors import AppError, Unauthorized
 from app.core.metrics import (
@@ -33,7 +33,7 @@ from app.core.metrics import (
     gauge_values,
     render,
 )
-from app.core.store import StoreError
+from app.core.redis_scripts import StoreError
 from app.services import Services
 from registry.client import RegistryUnavailable
 from registry.schemas import ReplicaStatus

@@ -11,9 +11,9 @@ from app.api.deps import CurrentUser, ServicesDep, take_stream_lease
 from app.api.routes.tasks import ModelName, _body
 from app.api.routing import bounded_route
 from app.api.schemas import error_responses
-from app.catalog import LiveModel
-from app.core.inference import InferOutcome, Outcome, outcome_error
-from app.quotas.leases import OPEN_STREAMS
+from app.catalog.catalog import LiveModel
+from app.inference.outcome import InferOutcome, Outcome, outcome_error
+from app.sharing.leases import OPEN_STREAMS
 from app.streaming.calls import EVENT_STREAM, CallEvents, stream_call
 from protos.codec import (
     PROTOBUF_CONTENT_TYPE,

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from app.accounts.users import ROLE_ADMIN
 from app.api.deps import CurrentUser, ServicesDep
 from app.api.routing import BoundedJsonRoute
 from app.api.schemas import (
@@ -19,9 +20,8 @@ from app.api.schemas import (
     ReplicaOut,
     error_responses,
 )
+from app.catalog.switches import Disabled
 from app.core.broker import QueueNames
-from app.core.switches import Disabled
-from app.core.users import ROLE_ADMIN
 from app.services import Services
 from protos.codec import PROTOBUF_CONTENT_TYPE
 from registry.schemas import InstanceDetail

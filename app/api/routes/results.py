@@ -17,9 +17,9 @@ from app.api.routing import BoundedJsonRoute
 from app.api.schemas import TaskPage, error_responses
 from app.core.lifecycle import TaskDocument, TaskRecord, TaskStatus
 from app.core.metrics import EVENT_STREAMS, LONG_POLL_WAITERS
-from app.core.store import ResultStore
-from app.notifications import Chunk, Watch
-from app.quotas.leases import OPEN_STREAMS
+from app.push.watch import Chunk, Watch
+from app.sharing.leases import OPEN_STREAMS
+from app.tasks.store import ResultStore
 from protos.codec import PROTOBUF_CONTENT_TYPE
 
 router = APIRouter(tags=["tasks"], route_class=BoundedJsonRoute)
